@@ -1,0 +1,69 @@
+# netrun_pool: PGXS build, plus the test targets described in README.md.
+
+EXTENSION    = netrun_pool
+MODULE_big   = netrun_pool
+OBJS         = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+DATA         = $(wildcard sql/netrun_pool--*.sql)
+PGFILEDESC   = "netrun_pool - shared pool of remote PostgreSQL connections"
+
+PG_CONFIG   ?= pg_config
+PG_CPPFLAGS  = -I$(srcdir)/src
+# Warning-free is a rule, not a wish.  ASSERT=1 turns on our Asserts (and
+# those of inline server functions) against a non-assert server build.
+PG_CFLAGS   += -Wall -Wextra -Werror -Wno-unused-parameter
+ifeq ($(ASSERT),1)
+PG_CPPFLAGS += -DUSE_ASSERT_CHECKING
+endif
+
+# Tests are discovered from their folders, never listed by hand.
+REGRESS_TESTS   = $(sort $(basename $(notdir $(wildcard sql_tests/*.sql))))
+ISOLATION_TESTS = $(sort $(basename $(notdir $(wildcard specs/*.spec))))
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+pgxsdir      = $(dir $(PGXS))../..
+TEST_CONF    = $(CURDIR)/test/netrun_pool.conf
+REGRESS_DIR  = $(CURDIR)/build/regress
+ISO_DIR      = $(CURDIR)/build/isolation
+TAP_DIR      = $(CURDIR)/build/tap
+
+# pg_regress in PostgreSQL 15 reads <inputdir>/sql and <inputdir>/expected;
+# stage links so the scripts can live in sql_tests/ (sql/ holds the install
+# scripts).
+test-regress:
+	rm -rf $(REGRESS_DIR) && mkdir -p $(REGRESS_DIR)
+	ln -s $(CURDIR)/sql_tests $(REGRESS_DIR)/sql
+	ln -s $(CURDIR)/expected $(REGRESS_DIR)/expected
+	$(pgxsdir)/src/test/regress/pg_regress \
+	  --temp-instance=$(REGRESS_DIR)/instance --temp-config=$(TEST_CONF) \
+	  --inputdir=$(REGRESS_DIR) --outputdir=$(REGRESS_DIR) \
+	  --bindir=$(bindir) --dbname=contrib_regression --load-extension=plpgsql \
+	  $(REGRESS_TESTS)
+
+test-isolation:
+	rm -rf $(ISO_DIR) && mkdir -p $(ISO_DIR)
+	ln -s $(CURDIR)/specs $(ISO_DIR)/specs
+	ln -s $(CURDIR)/expected $(ISO_DIR)/expected
+	$(pgxsdir)/src/test/isolation/pg_isolation_regress \
+	  --temp-instance=$(ISO_DIR)/instance --temp-config=$(CURDIR)/test/isolation.conf \
+	  --inputdir=$(ISO_DIR) --outputdir=$(ISO_DIR) \
+	  --bindir=$(bindir) --dbname=contrib_regression \
+	  $(ISOLATION_TESTS)
+
+# TAP tests start their own servers (PostgreSQL::Test::Cluster).
+test-tap:
+	rm -rf $(TAP_DIR) && mkdir -p $(TAP_DIR)
+	cd $(CURDIR) && TESTDIR='$(TAP_DIR)' PATH="$(bindir):$$PATH" \
+	  PG_REGRESS='$(pgxsdir)/src/test/regress/pg_regress' \
+	  top_builddir='$(TAP_DIR)' \
+	  $(PROVE) -I $(pgxsdir)/src/test/perl -I $(CURDIR)/t $(PROVE_FLAGS) \
+	  $(if $(PROVE_TESTS),$(PROVE_TESTS),t/*.pl)
+
+test: test-regress test-isolation test-tap
+
+clean: clean-tests
+clean-tests:
+	rm -rf build
+
+.PHONY: test test-regress test-isolation test-tap clean-tests

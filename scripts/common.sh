@@ -1,0 +1,67 @@
+# Shared by scripts/test.sh and scripts/demo.sh: installing what the project
+# needs, and building it.  Sourced, not run.
+
+PG_MAJOR=15
+PG_BINDIR=/usr/lib/postgresql/$PG_MAJOR/bin
+
+die() { echo "error: $*" >&2; exit 1; }
+
+require_root() {
+	[ "$(id -u)" = 0 ] || die "run this as root (it installs packages and runs the servers as an unprivileged user)"
+}
+
+# Install the Debian packages the build and tests use, only if missing, so a
+# machine that has them never touches the network.
+ensure_packages() {
+	local want=(postgresql-$PG_MAJOR postgresql-contrib postgresql-server-dev-$PG_MAJOR
+		libpq-dev libipc-run-perl make gcc "$@")
+	local missing=()
+	local p
+	for p in "${want[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+			missing+=("$p")
+	done
+	if [ ${#missing[@]} -gt 0 ]; then
+		echo "installing: ${missing[*]}"
+		apt-get update -qq || die "apt-get update failed"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			"${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
+	fi
+	# The server-dev package must match the installed server exactly.
+	local srv dev
+	srv=$(dpkg-query -W -f='${Version}' postgresql-$PG_MAJOR)
+	dev=$(dpkg-query -W -f='${Version}' postgresql-server-dev-$PG_MAJOR)
+	[ "$srv" = "$dev" ] || die "postgresql-$PG_MAJOR $srv and postgresql-server-dev-$PG_MAJOR $dev differ"
+	# Debian's postgresql package may start its own cluster; we never use it.
+}
+
+# An unprivileged system user to run servers as (initdb refuses root).
+ensure_user() {
+	local user=$1
+	id "$user" >/dev/null 2>&1 || useradd --system --user-group --no-create-home \
+		--shell /bin/bash "$user" || die "could not create user $user"
+}
+
+as_user() {
+	local user=$1
+	shift
+	runuser -u "$user" -- env PATH="$PG_BINDIR:/usr/local/bin:/usr/bin:/bin" "$@"
+}
+
+# Build in $1 (a copy owned by $2) warning-free, then install as root.
+build_and_install() {
+	local dir=$1 user=$2
+	shift 2
+	as_user "$user" make -C "$dir" -s clean >/dev/null
+	as_user "$user" make -C "$dir" -s "$@" || die "build failed"
+	make -C "$dir" -s install "$@" >/dev/null || die "install failed"
+}
+
+# Copy the source tree (without build products) into a fresh dir for $1.
+copy_tree() {
+	local src=$1 dst=$2 user=$3
+	mkdir -p "$dst"
+	tar -C "$src" --exclude=./build --exclude=./.git --exclude='*.o' --exclude='*.so' \
+		--exclude='*.bc' -cf - . | tar -C "$dst" -xf -
+	chown -R "$user:" "$dst"
+}

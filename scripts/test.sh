@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The one test command: installs what is missing, builds netrun_pool with
+# -Wall -Wextra -Werror and assertions, installs it, and runs every suite
+# (pg_regress, isolation, TAP) against servers it starts itself, as an
+# unprivileged user, in a fresh temp dir that it removes afterwards.
+#
+#   bash scripts/test.sh            all suites
+#   SUITES="tap" bash scripts/test.sh     a subset: regress, isolation, tap
+#   PROVE_TESTS="t/001_worker.pl" bash scripts/test.sh
+#   KEEP=1 bash scripts/test.sh    keep the temp dir (results, logs) afterwards
+set -uo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/scripts/common.sh"
+
+require_root
+TEST_USER=netrun_test
+SUITES=${SUITES:-regress isolation tap}
+
+ensure_packages
+ensure_user "$TEST_USER"
+
+# Anything a previous, interrupted run left behind goes first.
+pkill -KILL -u "$TEST_USER" 2>/dev/null
+rm -rf /tmp/netrun_pool_test.*
+
+work=$(mktemp -d /tmp/netrun_pool_test.XXXXXX)
+cleanup() {
+	pkill -KILL -u "$TEST_USER" 2>/dev/null
+	if [ -n "${KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+chmod 755 "$work"
+copy_tree "$here" "$work/src" "$TEST_USER"
+
+echo "== build (warnings are errors, assertions on)"
+build_and_install "$work/src" "$TEST_USER" ASSERT=1
+
+passed=0 failed=0
+failed_suites=()
+
+# Count "test NAME ... ok/FAILED" lines of pg_regress-style output.
+count_regress() {
+	local out=$1
+	passed=$((passed + $(grep -cE '^test [^ ]+ +\.\.\. ok' "$out")))
+	failed=$((failed + $(grep -cE '^test [^ ]+ +\.\.\. (FAILED|failed)' "$out")))
+}
+
+show_failure() {
+	local dir=$1
+	[ -f "$dir/regression.diffs" ] && { echo "---- $dir/regression.diffs"; cat "$dir/regression.diffs"; }
+	for f in "$dir"/log/*.log "$dir"/tmp_check/log/*; do
+		[ -f "$f" ] || continue
+		echo "---- $f (last 80 lines)"
+		tail -n 80 "$f"
+	done
+}
+
+for suite in $SUITES; do
+	out="$work/$suite.out"
+	echo "== $suite"
+	as_user "$TEST_USER" make -C "$work/src" -s "test-$suite" ${PROVE_TESTS:+PROVE_TESTS="$PROVE_TESTS"} \
+		2>&1 | tee "$out"
+	rc=${PIPESTATUS[0]}
+	case $suite in
+	regress | isolation)
+		count_regress "$out" ;;
+	tap)
+		# prove: "Files=N, Tests=M" and per-file "Failed X/Y subtests"
+		t=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\),.*/\1/p' "$out" | tail -1)
+		f=$(grep -oE 'Failed [0-9]+/[0-9]+ subtests' "$out" | awk '{split($2,a,"/"); s+=a[1]} END {print s+0}')
+		passed=$((passed + ${t:-0} - f))
+		failed=$((failed + f))
+		if [ "$rc" != 0 ] && [ "$f" = 0 ]; then failed=$((failed + 1)); fi ;;
+	esac
+	if [ "$rc" != 0 ]; then
+		failed_suites+=("$suite")
+		show_failure "$work/src/build/$suite"
+	fi
+done
+
+echo
+echo "== summary"
+[ ${#failed_suites[@]} -gt 0 ] && echo "failed suites: ${failed_suites[*]}"
+echo "tests: $passed passed, $failed failed"
+[ ${#failed_suites[@]} -eq 0 ] && [ "$failed" -eq 0 ]

@@ -1,0 +1,149 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  The netrun_pool worker: the one process that will own every remote
+ *	  connection.  Started and restarted by the launcher (launcher.c).
+ *
+ * Owns the worker's life cycle: connecting to netrun_pool.database,
+ * waiting quietly for the extension to be created there, reloading its
+ * settings on SIGHUP, and publishing its state in shared memory.  It must
+ * never block: every wait is a latch wait with CHECK_FOR_INTERRUPTS().
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "commands/extension.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "netrun_pool.h"
+
+/* How often the worker checks that the extension exists (created/dropped). */
+#define WORKER_EXTENSION_POLL_MS	1000
+
+static void
+worker_detach_shmem(int code, Datum arg)
+{
+	SpinLockAcquire(&netrun_shared->mutex);
+	if (netrun_shared->worker_pid == MyProcPid)
+	{
+		netrun_shared->worker_pid = 0;
+		netrun_shared->worker_latch = NULL;
+		netrun_shared->state = netrun_shared->launcher_pid != 0 ?
+			NETRUN_STATE_RESTARTING : NETRUN_STATE_STOPPED;
+	}
+	SpinLockRelease(&netrun_shared->mutex);
+}
+
+/*
+ * Claim the single worker slot.  Only the launcher starts workers and it
+ * starts one at a time, so a taken slot means a stale twin: leave quietly.
+ */
+static void
+worker_attach_shmem(void)
+{
+	bool		taken;
+
+	SpinLockAcquire(&netrun_shared->mutex);
+	taken = netrun_shared->worker_pid != 0;
+	if (!taken)
+	{
+		netrun_shared->worker_pid = MyProcPid;
+		netrun_shared->worker_latch = MyLatch;
+		netrun_shared->worker_started_at = GetCurrentTimestamp();
+	}
+	SpinLockRelease(&netrun_shared->mutex);
+
+	if (taken)
+	{
+		ereport(LOG,
+				(errmsg("netrun_pool worker is already running, exiting")));
+		proc_exit(0);
+	}
+	on_shmem_exit(worker_detach_shmem, (Datum) 0);
+}
+
+static bool
+worker_extension_exists(void)
+{
+	bool		exists;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	exists = OidIsValid(get_extension_oid(NETRUN_POOL_NAME, true));
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	return exists;
+}
+
+void
+netrun_worker_main(Datum main_arg)
+{
+	bool		have_extension = false;
+	bool		first = true;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	worker_attach_shmem();
+
+	BackgroundWorkerInitializeConnection(netrun_database, NULL, 0);
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	for (;;)
+	{
+		bool		exists;
+
+		CHECK_FOR_INTERRUPTS();
+
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			SpinLockAcquire(&netrun_shared->mutex);
+			netrun_shared->worker_reloads++;
+			SpinLockRelease(&netrun_shared->mutex);
+		}
+
+		/* Log only when the state changes, never once per poll. */
+		exists = worker_extension_exists();
+		if (first || exists != have_extension)
+		{
+			if (exists)
+			{
+				ereport(LOG,
+						(errmsg("netrun_pool worker started in database \"%s\"",
+								netrun_database)));
+				netrun_set_state(NETRUN_STATE_RUNNING);
+			}
+			else
+			{
+				ereport(LOG,
+						(errmsg("netrun_pool worker is waiting for extension \"netrun_pool\" in database \"%s\"",
+								netrun_database),
+						 errhint("Run CREATE EXTENSION netrun_pool in database \"%s\".",
+								 netrun_database)));
+				netrun_set_state(NETRUN_STATE_WAITING_FOR_EXTENSION);
+			}
+			have_extension = exists;
+			first = false;
+		}
+
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 WORKER_EXTENSION_POLL_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}

@@ -1,0 +1,86 @@
+# NetrunTest: the two-server harness every TAP test of netrun_pool uses.
+#
+# A "local" server preloads netrun_pool; a "remote" server is a plain
+# PostgreSQL that takes TCP connections on 127.0.0.1.  Both live in the
+# test's temp dir on free ports chosen by PostgreSQL::Test::Cluster, and
+# are stopped when the test ends.
+package NetrunTest;
+
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+# A server with netrun_pool preloaded.  %opts: database (the worker's
+# database, default postgres), conf (extra postgresql.conf lines).
+sub start_local
+{
+	my ($name, %opts) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	my $db = $opts{database} // 'postgres';
+
+	$node->init;
+	$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'netrun_pool'
+netrun_pool.database = '$db'
+max_worker_processes = 16
+log_line_prefix = '%m [%p] %b '
+# production behaviour: the framework turns this off by default
+restart_after_crash = on
+});
+	$node->append_conf('postgresql.conf', $opts{conf}) if $opts{conf};
+	$node->start;
+	return $node;
+}
+
+# A plain server listening on 127.0.0.1 (as well as its socket).
+# %opts: conf (extra postgresql.conf lines).
+sub start_remote
+{
+	my ($name, %opts) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+
+	$node->init;
+	$node->append_conf('postgresql.conf', "listen_addresses = '127.0.0.1'");
+	$node->append_conf('postgresql.conf', $opts{conf}) if $opts{conf};
+	$node->start;
+	return $node;
+}
+
+# libpq conninfo for reaching a remote over TCP loopback.
+sub tcp_conninfo
+{
+	my ($node, $dbname) = @_;
+	return 'host=127.0.0.1 port=' . $node->port . ' dbname=' . ($dbname // 'postgres');
+}
+
+# Wait (bounded by the framework's timeout) until worker_status().state,
+# read in $dbname, equals $state.  Tolerates the server being down for a
+# while, as after a crash-restart.
+sub wait_for_state
+{
+	my ($node, $dbname, $state) = @_;
+	return $node->poll_query_until($dbname,
+		"SELECT state FROM netrun_pool.worker_status()", $state);
+}
+
+# One field of worker_status(), read in $dbname.
+sub status_field
+{
+	my ($node, $dbname, $field) = @_;
+	return $node->safe_psql($dbname,
+		"SELECT $field FROM netrun_pool.worker_status()");
+}
+
+# How many times $pattern occurs in the node's server log.
+sub log_count
+{
+	my ($node, $pattern) = @_;
+	my $log = slurp_file($node->logfile);
+	my @hits = ($log =~ /$pattern/g);
+	return scalar @hits;
+}
+
+1;
