@@ -31,6 +31,7 @@ cleanup() {
 trap cleanup EXIT
 chmod 755 "$work"
 copy_tree "$here" "$work/src" "$TEST_USER"
+install -d -o "$TEST_USER" "$work/tmp"
 
 echo "== build (warnings are errors, assertions on)"
 build_and_install "$work/src" "$TEST_USER" ASSERT=1
@@ -58,7 +59,9 @@ show_failure() {
 for suite in $SUITES; do
 	out="$work/$suite.out"
 	echo "== $suite"
-	as_user "$TEST_USER" make -C "$work/src" -s "test-$suite" ${PROVE_TESTS:+PROVE_TESTS="$PROVE_TESTS"} \
+	# TMPDIR inside $work: the servers' socket dirs go wherever tests put
+	# them, and are removed with $work even after a bail-out.
+	as_user "$TEST_USER" env TMPDIR="$work/tmp" make -C "$work/src" -s "test-$suite" ${PROVE_TESTS:+PROVE_TESTS="$PROVE_TESTS"} \
 		2>&1 | tee "$out"
 	rc=${PIPESTATUS[0]}
 	case $suite in

@@ -115,6 +115,20 @@ ok($local->log_contains('database system is shut down'), 'fast shutdown complete
 is(NetrunTest::log_count($local, qr/terminated by signal (?!9)/),
 	0, 'no process died by a signal other than our SIGKILL');
 
+# --- binary upgrade mode (as pg_upgrade starts it): nothing of ours runs --
+my $starts_logged = NetrunTest::log_count($local, qr/netrun_pool worker started/);
+command_ok(
+	[ 'pg_ctl', '-D', $local->data_dir, '-l', $local->logfile, '-o', '-b', '-w', 'start' ],
+	'server starts in binary upgrade mode with netrun_pool preloaded');
+is( $local->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'netrun_pool%'"),
+	'0',
+	'no launcher or worker in binary upgrade mode');
+command_ok([ 'pg_ctl', '-D', $local->data_dir, '-m', 'fast', '-w', 'stop' ],
+	'binary upgrade server stops');
+is(NetrunTest::log_count($local, qr/netrun_pool worker started/),
+	$starts_logged, 'the worker never started in binary upgrade mode');
+
 # --- without shared_preload_libraries ----------------------------------
 # CREATE EXTENSION works; functions that need the worker say what to do.
 $remote->safe_psql('postgres', 'CREATE EXTENSION netrun_pool');

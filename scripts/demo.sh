@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The demo: builds and installs netrun_pool, starts a local server with the
+# extension preloaded and a real remote PostgreSQL, both on loopback and
+# both under one folder ($NETRUN_DEMO_DIR, default /var/tmp/netrun_pool_demo),
+# and shows the extension at work.  Run it again and it replaces the first
+# demo.  Stop everything with: bash $NETRUN_DEMO_DIR/stop.sh
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/scripts/common.sh"
+
+require_root
+DEMO_USER=netrun_demo
+DEMO_DIR=${NETRUN_DEMO_DIR:-/var/tmp/netrun_pool_demo}
+
+ensure_packages
+ensure_user "$DEMO_USER"
+
+# Replace an earlier demo: stop its servers, then remove its folder.
+if [ -d "$DEMO_DIR" ]; then
+	for d in "$DEMO_DIR/local" "$DEMO_DIR/remote"; do
+		[ -f "$d/postmaster.pid" ] &&
+			as_user "$DEMO_USER" pg_ctl -D "$d" -m fast -w stop >/dev/null 2>&1 || true
+	done
+	rm -rf "$DEMO_DIR"
+fi
+mkdir -p "$DEMO_DIR/run"
+copy_tree "$here" "$DEMO_DIR/src" "$DEMO_USER"
+chown -R "$DEMO_USER:" "$DEMO_DIR"
+
+echo "== building and installing netrun_pool"
+build_and_install "$DEMO_DIR/src" "$DEMO_USER"
+
+# Two free loopback ports.
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+next_port() {
+	local p=$1
+	while ! port_free "$p" || [ -e "$DEMO_DIR/run/.s.PGSQL.$p" ]; do p=$((p + 1)); done
+	echo "$p"
+}
+LOCAL_PORT=$(next_port 55432)
+REMOTE_PORT=$(next_port $((LOCAL_PORT + 1)))
+
+start_server() {
+	local name=$1 port=$2 extra=$3
+	as_user "$DEMO_USER" initdb -D "$DEMO_DIR/$name" -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
+	cat >>"$DEMO_DIR/$name/postgresql.conf" <<CONF
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$DEMO_DIR/run'
+log_line_prefix = '%m [%p] %b '
+$extra
+CONF
+	as_user "$DEMO_USER" pg_ctl -D "$DEMO_DIR/$name" -l "$DEMO_DIR/$name.log" -w start >/dev/null
+}
+
+echo "== starting the remote server on 127.0.0.1:$REMOTE_PORT"
+start_server remote "$REMOTE_PORT" ""
+echo "== starting the local server on 127.0.0.1:$LOCAL_PORT (netrun_pool preloaded)"
+start_server local "$LOCAL_PORT" "shared_preload_libraries = 'netrun_pool'
+netrun_pool.database = 'postgres'"
+
+cat >"$DEMO_DIR/stop.sh" <<STOP
+#!/usr/bin/env bash
+# Stops the netrun_pool demo servers.
+for d in "$DEMO_DIR/local" "$DEMO_DIR/remote"; do
+	runuser -u $DEMO_USER -- $PG_BINDIR/pg_ctl -D "\$d" -m fast -w stop
+done
+STOP
+chmod +x "$DEMO_DIR/stop.sh"
+
+lpsql() { as_user "$DEMO_USER" psql -X -q -h 127.0.0.1 -p "$LOCAL_PORT" -d postgres "$@"; }
+rpsql() { as_user "$DEMO_USER" psql -X -q -h 127.0.0.1 -p "$REMOTE_PORT" -d postgres "$@"; }
+show() { echo; echo "local=# $1"; lpsql -c "$1"; }
+
+echo "== the remote"
+rpsql -At -c "SELECT 'remote is up: ' || version()"
+
+echo "== the extension"
+lpsql -c "CREATE EXTENSION netrun_pool"
+# The worker picks the extension up within a second.
+for _ in $(seq 100); do
+	[ "$(lpsql -At -c "SELECT state FROM netrun_pool.worker_status()")" = running ] && break
+	sleep 0.1
+done
+show "SELECT * FROM netrun_pool.worker_status()"
+show "SELECT pid, backend_type, datname FROM pg_stat_activity WHERE backend_type LIKE 'netrun_pool%'"
+show "SELECT name, setting FROM pg_settings WHERE name LIKE 'netrun_pool.%'"
+
+cat <<DONE
+
+The demo is running under $DEMO_DIR (logs: local.log, remote.log).
+  connect to the local server:   psql -h 127.0.0.1 -p $LOCAL_PORT -U $DEMO_USER postgres
+  connect to the remote server:  psql -h 127.0.0.1 -p $REMOTE_PORT -U $DEMO_USER postgres
+  stop everything:               bash $DEMO_DIR/stop.sh
+DONE
