@@ -21,19 +21,27 @@ ensure_packages() {
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
 			missing+=("$p")
 	done
+	# The server-dev headers must match the running server exactly; asking for
+	# both at once makes apt move them to the same version.
+	if [ ${#missing[@]} -eq 0 ] && [ "$(pkg_version postgresql-$PG_MAJOR)" != \
+		"$(pkg_version postgresql-server-dev-$PG_MAJOR)" ]; then
+		missing=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR)
+	fi
 	if [ ${#missing[@]} -gt 0 ]; then
+		case " ${missing[*]} " in
+		*" postgresql-server-dev-$PG_MAJOR "* | *" postgresql-$PG_MAJOR "*)
+			missing+=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR) ;;
+		esac
 		echo "installing: ${missing[*]}"
 		apt-get update -qq || die "apt-get update failed"
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 			"${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
 	fi
-	# The server-dev package must match the installed server exactly.
-	local srv dev
-	srv=$(dpkg-query -W -f='${Version}' postgresql-$PG_MAJOR)
-	dev=$(dpkg-query -W -f='${Version}' postgresql-server-dev-$PG_MAJOR)
-	[ "$srv" = "$dev" ] || die "postgresql-$PG_MAJOR $srv and postgresql-server-dev-$PG_MAJOR $dev differ"
-	# Debian's postgresql package may start its own cluster; we never use it.
+	[ "$(pkg_version postgresql-$PG_MAJOR)" = "$(pkg_version postgresql-server-dev-$PG_MAJOR)" ] ||
+		die "postgresql-$PG_MAJOR and postgresql-server-dev-$PG_MAJOR differ in version"
 }
+
+pkg_version() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null; }
 
 # An unprivileged system user to run servers as (initdb refuses root).
 ensure_user() {
