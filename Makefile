@@ -7,7 +7,9 @@ DATA         = $(wildcard sql/netrun_pool--*.sql)
 PGFILEDESC   = "netrun_pool - shared pool of remote PostgreSQL connections"
 
 PG_CONFIG   ?= pg_config
-PG_CPPFLAGS  = -I$(srcdir)/src
+PG_CPPFLAGS  = -I$(srcdir)/src -I$(libpq_srcdir)
+SHLIB_LINK_INTERNAL = $(libpq)
+SHLIB_LINK   = -lcrypto
 # Warning-free is a rule, not a wish.  ASSERT=1 turns on our Asserts (and
 # those of inline server functions) against a non-assert server build.
 PG_CFLAGS   += -Wall -Wextra -Werror -Wno-unused-parameter
@@ -31,12 +33,16 @@ TAP_DIR      = $(CURDIR)/build/tap
 # pg_regress in PostgreSQL 15 reads <inputdir>/sql and <inputdir>/expected;
 # stage links so the scripts can live in sql_tests/ (sql/ holds the install
 # scripts).
+# The instance gets a secret key file of its own (mode 600).
 test-regress:
 	rm -rf $(REGRESS_DIR) && mkdir -p $(REGRESS_DIR)
 	ln -s $(CURDIR)/sql_tests $(REGRESS_DIR)/sql
 	ln -s $(CURDIR)/expected $(REGRESS_DIR)/expected
+	(umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > $(REGRESS_DIR)/secret.key)
+	{ cat $(TEST_CONF); echo "netrun_pool.secret_key_file = '$(REGRESS_DIR)/secret.key'"; } \
+	  > $(REGRESS_DIR)/netrun_pool.conf
 	$(pgxsdir)/src/test/regress/pg_regress \
-	  --temp-instance=$(REGRESS_DIR)/instance --temp-config=$(TEST_CONF) \
+	  --temp-instance=$(REGRESS_DIR)/instance --temp-config=$(REGRESS_DIR)/netrun_pool.conf \
 	  --inputdir=$(REGRESS_DIR) --outputdir=$(REGRESS_DIR) \
 	  --bindir=$(bindir) --dbname=contrib_regression --load-extension=plpgsql \
 	  $(REGRESS_TESTS)

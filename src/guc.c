@@ -19,6 +19,10 @@
 /* netrun_pool.database: where the worker connects and the registry lives */
 char	   *netrun_database = NULL;
 
+/* Shared memory sizing: registered connections and total remote connections */
+int			netrun_max_pools = 64;
+int			netrun_max_connections = 256;
+
 void
 netrun_define_gucs(void)
 {
@@ -37,7 +41,35 @@ netrun_define_gucs(void)
 								   PGC_POSTMASTER,
 								   0,
 								   NULL, NULL, NULL);
+
+		DefineCustomIntVariable("netrun_pool.max_pools",
+								"Most connections the registry may hold (sizes shared memory).",
+								NULL,
+								&netrun_max_pools,
+								64, 1, 10000,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
+
+		DefineCustomIntVariable("netrun_pool.max_connections",
+								"Most remote connections all pools together may open (sizes shared memory).",
+								"The sum of pool_max + max_overflow over the registry may not exceed it.",
+								&netrun_max_connections,
+								256, 1, 100000,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
 	}
+
+	/* Superuser-only: even the file's name is not for everyone. */
+	DefineCustomStringVariable("netrun_pool.secret_key_file",
+							   "File holding the key that encrypts passwords in the registry.",
+							   "At least 32 random bytes, readable only by the server's user.",
+							   &netrun_secret_key_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved(NETRUN_POOL_NAME);
 }

@@ -32,6 +32,9 @@ _PG_init(void)
 
 	netrun_define_gucs();
 
+	/* Registry statements may carry passwords, preloaded or not. */
+	netrun_registry_install_hooks();
+
 	/*
 	 * Loaded on demand (CREATE EXTENSION or a function call without
 	 * shared_preload_libraries): the SQL objects still work, but there is

@@ -14,6 +14,7 @@
 #define NETRUN_POOL_H
 
 #include "datatype/timestamp.h"
+#include "port/atomics.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/spin.h"
@@ -22,8 +23,17 @@
 #define NETRUN_LAUNCHER_TYPE	"netrun_pool launcher"
 #define NETRUN_WORKER_TYPE		"netrun_pool worker"
 
+/* Shown in pg_stat_activity instead of a registry call, which may hold a password. */
+#define NETRUN_HIDDEN_STATEMENT "<netrun_pool registry change: statement hidden>"
+
+/* Grants of usage kept per connection in shared memory. */
+#define NETRUN_MAX_GRANTEES		32
+
 /* guc.c */
 extern char *netrun_database;
+extern int	netrun_max_pools;
+extern int	netrun_max_connections;
+extern char *netrun_secret_key_file;
 
 extern void netrun_define_gucs(void);
 
@@ -41,6 +51,32 @@ typedef enum NetrunWorkerState
 	NETRUN_STATE_RUNNING,		/* worker: serving */
 	NETRUN_STATE_RESTARTING		/* launcher: worker exited, backing off */
 } NetrunWorkerState;
+
+/*
+ * One registered connection as the worker published it.  Codes index
+ * netrun_kind_names, netrun_role_names and netrun_pool_mode_names.
+ */
+typedef struct NetrunPoolSlot
+{
+	bool		in_use;
+	bool		enabled;
+	bool		password_required;
+	int8		kind;
+	int8		role;
+	int8		pool_mode;
+	char		name[NAMEDATALEN];
+	char		cluster[NAMEDATALEN];	/* "" if none */
+	int32		pool_min;
+	int32		pool_max;
+	int32		max_overflow;
+	int32		acquire_timeout_ms;
+	int32		connect_timeout_ms;
+	int32		statement_timeout_ms;
+	int32		idle_timeout_s;
+	int32		recycle_s;
+	int32		ngrantees;
+	Oid			grantees[NETRUN_MAX_GRANTEES];
+} NetrunPoolSlot;
 
 /*
  * The one shared-memory struct.  It is created by the shmem startup hook
@@ -63,6 +99,21 @@ typedef struct NetrunShared
 	TimestampTz worker_started_at;
 	uint64		worker_starts;	/* how many times the launcher started it */
 	uint64		worker_reloads; /* SIGHUPs the worker has processed */
+
+	/*
+	 * Bumped by any backend whose transaction changed the registry, at
+	 * commit (registry.c); atomic, so no lock.
+	 */
+	pg_atomic_uint64 registry_generation;
+
+	/*
+	 * The registry as the worker last loaded it: written by the worker
+	 * under "lock" exclusive, read by backends under "lock" shared.
+	 */
+	uint64		loaded_generation;
+	int			npools;
+	int			max_pools;		/* netrun_pool.max_pools, fixed at start */
+	NetrunPoolSlot pools[FLEXIBLE_ARRAY_MEMBER];
 } NetrunShared;
 
 /* shmem.c */
@@ -72,6 +123,24 @@ extern void netrun_shmem_install_hooks(void);
 extern void netrun_require_shared(void);
 extern void netrun_set_state(NetrunWorkerState state);
 extern const char *netrun_state_name(NetrunWorkerState state);
+
+/* secret.c */
+extern bool netrun_secret_key_configured(void);
+extern bytea *netrun_secret_encrypt(const char *plain, const char *name);
+extern char *netrun_secret_decrypt(const bytea *blob, const char *name);
+
+/* conninfo.c */
+struct _PQconninfoOption;
+extern struct _PQconninfoOption *netrun_conninfo_parse(const char *name,
+													   const char *conninfo);
+
+/* registry.c */
+extern const char *const netrun_kind_names[];
+extern const char *const netrun_role_names[];
+extern const char *const netrun_pool_mode_names[];
+extern void netrun_registry_install_hooks(void);
+extern void netrun_registry_load(void);
+extern void netrun_registry_clear(void);
 
 /* launcher.c */
 extern void netrun_register_launcher(void);

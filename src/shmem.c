@@ -24,13 +24,20 @@ NetrunShared *netrun_shared = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
+static Size
+netrun_shmem_size(void)
+{
+	return add_size(offsetof(NetrunShared, pools),
+					mul_size(netrun_max_pools, sizeof(NetrunPoolSlot)));
+}
+
 static void
 netrun_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 
-	RequestAddinShmemSpace(MAXALIGN(sizeof(NetrunShared)));
+	RequestAddinShmemSpace(MAXALIGN(netrun_shmem_size()));
 	RequestNamedLWLockTranche(NETRUN_POOL_NAME, 1);
 }
 
@@ -43,11 +50,13 @@ netrun_shmem_startup(void)
 		prev_shmem_startup_hook();
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	netrun_shared = ShmemInitStruct(NETRUN_POOL_NAME, sizeof(NetrunShared),
+	netrun_shared = ShmemInitStruct(NETRUN_POOL_NAME, netrun_shmem_size(),
 									&found);
 	if (!found)
 	{
-		memset(netrun_shared, 0, sizeof(NetrunShared));
+		memset(netrun_shared, 0, netrun_shmem_size());
+		netrun_shared->max_pools = netrun_max_pools;
+		pg_atomic_init_u64(&netrun_shared->registry_generation, 1);
 		netrun_shared->lock = &(GetNamedLWLockTranche(NETRUN_POOL_NAME))->lock;
 		SpinLockInit(&netrun_shared->mutex);
 		netrun_shared->state = NETRUN_STATE_STOPPED;

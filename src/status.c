@@ -25,8 +25,8 @@ Datum
 netrun_worker_status(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[7];
-	bool		nulls[7] = {0};
+	Datum		values[9];
+	bool		nulls[9] = {0};
 	NetrunShared snap;
 
 	netrun_require_shared();
@@ -43,6 +43,11 @@ netrun_worker_status(PG_FUNCTION_ARGS)
 	snap.worker_reloads = netrun_shared->worker_reloads;
 	SpinLockRelease(&netrun_shared->mutex);
 
+	LWLockAcquire(netrun_shared->lock, LW_SHARED);
+	snap.npools = netrun_shared->npools;
+	snap.loaded_generation = netrun_shared->loaded_generation;
+	LWLockRelease(netrun_shared->lock);
+
 	values[0] = Int32GetDatum(snap.launcher_pid);
 	nulls[0] = snap.launcher_pid == 0;
 	values[1] = Int32GetDatum(snap.worker_pid);
@@ -53,6 +58,8 @@ netrun_worker_status(PG_FUNCTION_ARGS)
 	nulls[4] = snap.worker_pid == 0;
 	values[5] = Int64GetDatum((int64) snap.worker_starts);
 	values[6] = Int64GetDatum((int64) snap.worker_reloads);
+	values[7] = Int32GetDatum(snap.npools);
+	values[8] = Int64GetDatum((int64) snap.loaded_generation);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -22,6 +22,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
+#include "utils/memutils.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
@@ -87,11 +88,70 @@ worker_extension_exists(void)
 	return exists;
 }
 
+/*
+ * The loop's state lives at file level, not in locals, because it must
+ * survive the longjmp of the error recovery in netrun_worker_main.
+ */
+static bool have_extension = false;
+static bool first_turn = true;
+static long error_backoff_ms = 0;	/* grows while turns keep failing */
+static bool wait_before_retry = false;	/* set by the error recovery */
+
+/*
+ * One turn of the worker's loop: settings, the extension, the registry.
+ * Logs only when the extension appears or goes, never once per poll.
+ */
+static void
+worker_iterate(void)
+{
+	bool		exists;
+
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+		SpinLockAcquire(&netrun_shared->mutex);
+		netrun_shared->worker_reloads++;
+		SpinLockRelease(&netrun_shared->mutex);
+	}
+
+	exists = worker_extension_exists();
+	if (first_turn || exists != have_extension)
+	{
+		if (exists)
+		{
+			ereport(LOG,
+					(errmsg("netrun_pool worker started in database \"%s\"",
+							netrun_database)));
+			netrun_set_state(NETRUN_STATE_RUNNING);
+			/* force a load: the registry may have been restored meanwhile */
+			netrun_shared->loaded_generation = 0;
+		}
+		else
+		{
+			ereport(LOG,
+					(errmsg("netrun_pool worker is waiting for extension \"netrun_pool\" in database \"%s\"",
+							netrun_database),
+					 errhint("Run CREATE EXTENSION netrun_pool in database \"%s\".",
+							 netrun_database)));
+			netrun_set_state(NETRUN_STATE_WAITING_FOR_EXTENSION);
+			netrun_registry_clear();
+		}
+		have_extension = exists;
+		first_turn = false;
+	}
+
+	if (exists &&
+		pg_atomic_read_u64(&netrun_shared->registry_generation) !=
+		netrun_shared->loaded_generation)
+		netrun_registry_load();
+}
+
 void
 netrun_worker_main(Datum main_arg)
 {
-	bool		have_extension = false;
-	bool		first = true;
+	sigjmp_buf	local_sigjmp_buf;
+	MemoryContext loop_context;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -102,48 +162,52 @@ netrun_worker_main(Datum main_arg)
 	BackgroundWorkerInitializeConnection(netrun_database, NULL, 0);
 	pgstat_report_activity(STATE_IDLE, NULL);
 
+	loop_context = AllocSetContextCreate(TopMemoryContext,
+										 "netrun_pool worker loop",
+										 ALLOCSET_DEFAULT_SIZES);
+
+	/*
+	 * An error in one turn (a registry that cannot be read, say) must not
+	 * kill the worker: report it, clean up, and try again after a pause
+	 * that doubles up to a minute, so a lasting fault logs rarely.
+	 */
+	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
+	{
+		HOLD_INTERRUPTS();
+		EmitErrorReport();
+		AbortCurrentTransaction();
+		MemoryContextSwitchTo(loop_context);
+		FlushErrorState();
+		MemoryContextReset(loop_context);
+		RESUME_INTERRUPTS();
+		error_backoff_ms = Min(Max(error_backoff_ms * 2, 1000), 60000);
+		wait_before_retry = true;
+	}
+	PG_exception_stack = &local_sigjmp_buf;
+
 	for (;;)
 	{
-		bool		exists;
+		long		timeout_ms;
 
 		CHECK_FOR_INTERRUPTS();
 
-		if (ConfigReloadPending)
+		if (wait_before_retry)
 		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-			SpinLockAcquire(&netrun_shared->mutex);
-			netrun_shared->worker_reloads++;
-			SpinLockRelease(&netrun_shared->mutex);
+			wait_before_retry = false;
+			timeout_ms = error_backoff_ms;
 		}
-
-		/* Log only when the state changes, never once per poll. */
-		exists = worker_extension_exists();
-		if (first || exists != have_extension)
+		else
 		{
-			if (exists)
-			{
-				ereport(LOG,
-						(errmsg("netrun_pool worker started in database \"%s\"",
-								netrun_database)));
-				netrun_set_state(NETRUN_STATE_RUNNING);
-			}
-			else
-			{
-				ereport(LOG,
-						(errmsg("netrun_pool worker is waiting for extension \"netrun_pool\" in database \"%s\"",
-								netrun_database),
-						 errhint("Run CREATE EXTENSION netrun_pool in database \"%s\".",
-								 netrun_database)));
-				netrun_set_state(NETRUN_STATE_WAITING_FOR_EXTENSION);
-			}
-			have_extension = exists;
-			first = false;
+			MemoryContextSwitchTo(loop_context);
+			worker_iterate();
+			MemoryContextReset(loop_context);
+			error_backoff_ms = 0;
+			timeout_ms = WORKER_EXTENSION_POLL_MS;
 		}
 
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 WORKER_EXTENSION_POLL_MS, PG_WAIT_EXTENSION);
+						 timeout_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
 }
