@@ -32,8 +32,8 @@ _PG_init(void)
 
 	netrun_define_gucs();
 
-	/* Registry statements may carry passwords, preloaded or not. */
-	netrun_registry_install_hooks();
+	/* Statements may carry passwords, preloaded or not. */
+	netrun_redact_install_hook();
 
 	/*
 	 * Loaded on demand (CREATE EXTENSION or a function call without

@@ -138,9 +138,13 @@ extern struct _PQconninfoOption *netrun_conninfo_parse(const char *name,
 extern const char *const netrun_kind_names[];
 extern const char *const netrun_role_names[];
 extern const char *const netrun_pool_mode_names[];
-extern void netrun_registry_install_hooks(void);
 extern void netrun_registry_load(void);
 extern void netrun_registry_clear(void);
+
+/* redact.c */
+extern bool netrun_hide_statement;
+extern char *netrun_redact_secrets(const char *text);
+extern void netrun_redact_install_hook(void);
 
 /* launcher.c */
 extern void netrun_register_launcher(void);

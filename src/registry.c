@@ -38,30 +38,7 @@ PG_FUNCTION_INFO_V1(netrun_check_secrets);
 
 /* Per-transaction state of this backend. */
 static bool registry_change_pending = false;	/* bump at commit */
-static bool hide_statement = false; /* inside a registry change */
 static bool xact_callback_registered = false;
-
-static emit_log_hook_type prev_emit_log_hook = NULL;
-
-/*
- * Errors raised while a registry function runs must not log the statement:
- * it may hold a password (register('x', 'postgresql://u:pw@h/db')).
- */
-static void
-registry_emit_log_hook(ErrorData *edata)
-{
-	if (hide_statement)
-		edata->hide_stmt = true;
-	if (prev_emit_log_hook)
-		prev_emit_log_hook(edata);
-}
-
-void
-netrun_registry_install_hooks(void)
-{
-	prev_emit_log_hook = emit_log_hook;
-	emit_log_hook = registry_emit_log_hook;
-}
 
 /*
  * At commit the change is visible to every new snapshot, so this is the
@@ -87,12 +64,12 @@ registry_xact_callback(XactEvent event, void *arg)
 					SetLatch(latch);
 			}
 			registry_change_pending = false;
-			hide_statement = false;
+			netrun_hide_statement = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			registry_change_pending = false;
-			hide_statement = false;
+			netrun_hide_statement = false;
 			break;
 		default:
 			break;
@@ -125,7 +102,7 @@ Datum
 netrun_begin_registry_change(PG_FUNCTION_ARGS)
 {
 	registry_track_xact();
-	hide_statement = true;
+	netrun_hide_statement = true;
 	pgstat_report_activity(STATE_RUNNING, NETRUN_HIDDEN_STATEMENT);
 	PG_RETURN_VOID();
 }

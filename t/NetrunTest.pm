@@ -49,6 +49,33 @@ sub start_remote
 	return $node;
 }
 
+# A key file for netrun_pool.secret_key_file: 32 random bytes as hex,
+# readable only by the owner.
+sub write_key_file
+{
+	my ($path) = @_;
+	my $hex = join('', map { sprintf('%02x', int(rand(256))) } 1 .. 32);
+	open(my $fh, '>', $path) or die "could not write $path: $!";
+	print $fh $hex;
+	close($fh);
+	chmod 0600, $path;
+	return $path;
+}
+
+# Make TCP connections to the node authenticate with scram-sha-256, while
+# the test's own socket connections stay trusted.
+sub require_scram
+{
+	my ($node) = @_;
+	open(my $fh, '>', $node->data_dir . '/pg_hba.conf') or die $!;
+	print $fh "local all all trust\n";
+	print $fh "host all all 127.0.0.1/32 scram-sha-256\n";
+	close($fh);
+	$node->append_conf('postgresql.conf', "password_encryption = 'scram-sha-256'");
+	$node->reload;
+	return;
+}
+
 # libpq conninfo for reaching a remote over TCP loopback.
 sub tcp_conninfo
 {
