@@ -52,7 +52,7 @@ test-isolation:
 	ln -s $(CURDIR)/specs $(ISO_DIR)/specs
 	ln -s $(CURDIR)/expected $(ISO_DIR)/expected
 	$(pgxsdir)/src/test/isolation/pg_isolation_regress \
-	  --temp-instance=$(ISO_DIR)/instance --temp-config=$(CURDIR)/test/isolation.conf \
+	  --temp-instance=$(ISO_DIR)/instance --temp-config=$(TEST_CONF) \
 	  --inputdir=$(ISO_DIR) --outputdir=$(ISO_DIR) \
 	  --bindir=$(bindir) --dbname=contrib_regression \
 	  $(ISOLATION_TESTS)
