@@ -53,11 +53,20 @@ CONF
 	as_user "$DEMO_USER" pg_ctl -D "$DEMO_DIR/$name" -l "$DEMO_DIR/$name.log" -w start >/dev/null
 }
 
-echo "== starting the remote server on 127.0.0.1:$REMOTE_PORT"
-start_server remote "$REMOTE_PORT" ""
+echo "== starting the remote server on 127.0.0.1:$REMOTE_PORT (scram-sha-256 over TCP)"
+start_server remote "$REMOTE_PORT" "password_encryption = 'scram-sha-256'"
+printf 'local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n' >"$DEMO_DIR/remote/pg_hba.conf"
+as_user "$DEMO_USER" pg_ctl -D "$DEMO_DIR/remote" reload >/dev/null
+REMOTE_PASSWORD=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+
+# The key that encrypts registry passwords: 32 random bytes, mode 600.
+(umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$DEMO_DIR/secret.key")
+chown "$DEMO_USER:" "$DEMO_DIR/secret.key"
+
 echo "== starting the local server on 127.0.0.1:$LOCAL_PORT (netrun_pool preloaded)"
 start_server local "$LOCAL_PORT" "shared_preload_libraries = 'netrun_pool'
-netrun_pool.database = 'postgres'"
+netrun_pool.database = 'postgres'
+netrun_pool.secret_key_file = '$DEMO_DIR/secret.key'"
 
 cat >"$DEMO_DIR/stop.sh" <<STOP
 #!/usr/bin/env bash
@@ -68,12 +77,13 @@ done
 STOP
 chmod +x "$DEMO_DIR/stop.sh"
 
-lpsql() { as_user "$DEMO_USER" psql -X -q -h 127.0.0.1 -p "$LOCAL_PORT" -d postgres "$@"; }
-rpsql() { as_user "$DEMO_USER" psql -X -q -h 127.0.0.1 -p "$REMOTE_PORT" -d postgres "$@"; }
+lpsql() { as_user "$DEMO_USER" psql -X -q -h "$DEMO_DIR/run" -p "$LOCAL_PORT" -d postgres "$@"; }
+rpsql() { as_user "$DEMO_USER" psql -X -q -h "$DEMO_DIR/run" -p "$REMOTE_PORT" -d postgres "$@"; }
 show() { echo; echo "local=# $1"; lpsql -c "$1"; }
 
 echo "== the remote"
 rpsql -At -c "SELECT 'remote is up: ' || version()"
+rpsql -c "CREATE ROLE app LOGIN PASSWORD '$REMOTE_PASSWORD'; CREATE TABLE items (id int PRIMARY KEY, label text); INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 1000) g; GRANT SELECT ON items TO app"
 
 echo "== the extension"
 lpsql -c "CREATE EXTENSION netrun_pool"
@@ -84,12 +94,30 @@ for _ in $(seq 100); do
 done
 show "SELECT * FROM netrun_pool.worker_status()"
 show "SELECT pid, backend_type, datname FROM pg_stat_activity WHERE backend_type LIKE 'netrun_pool%'"
-show "SELECT name, setting FROM pg_settings WHERE name LIKE 'netrun_pool.%'"
+show "SELECT name, setting FROM pg_settings WHERE name LIKE 'netrun_pool.%' ORDER BY name"
+
+echo
+echo "== the registry: the remote, registered with its password (stored encrypted)"
+register_sql="SELECT netrun_pool.register('demo_remote', 'postgresql://app:%s@127.0.0.1:$REMOTE_PORT/postgres', pool_min => 1, pool_max => 4, region => 'local')"
+echo
+echo "local=# $(printf "$register_sql" '***')"
+lpsql -c "$(printf "$register_sql" "$REMOTE_PASSWORD")"
+show "CREATE ROLE app_reader LOGIN; SELECT netrun_pool.grant_usage('demo_remote', 'app_reader')"
+show "SELECT name, kind, role, host, port, dbname, \"user\", has_password, pool_min, pool_max, pool_mode, enabled FROM netrun_pool.connections"
+show "SELECT name, conninfo, length(secret) AS secret_bytes FROM netrun_pool.registry"
+show "SELECT * FROM netrun_pool.check_secrets()"
+show "SET ROLE app_reader; SELECT name, netrun_pool.has_usage(name) FROM netrun_pool.connections"
+for _ in $(seq 50); do
+	[ "$(lpsql -At -c "SELECT pools FROM netrun_pool.worker_status()")" = 1 ] && break
+	sleep 0.1
+done
+show "SELECT state, pools, generation FROM netrun_pool.worker_status()"
 
 cat <<DONE
 
 The demo is running under $DEMO_DIR (logs: local.log, remote.log).
   connect to the local server:   psql -h 127.0.0.1 -p $LOCAL_PORT -U $DEMO_USER postgres
-  connect to the remote server:  psql -h 127.0.0.1 -p $REMOTE_PORT -U $DEMO_USER postgres
+  connect to the remote server:  psql -h $DEMO_DIR/run -p $REMOTE_PORT -U $DEMO_USER postgres
+  (over TCP the remote wants scram-sha-256: user app, password in the registry, encrypted)
   stop everything:               bash $DEMO_DIR/stop.sh
 DONE
