@@ -83,7 +83,7 @@ show() { echo; echo "local=# $1"; lpsql -c "$1"; }
 
 echo "== the remote"
 rpsql -At -c "SELECT 'remote is up: ' || version()"
-rpsql -c "CREATE ROLE app LOGIN PASSWORD '$REMOTE_PASSWORD'; CREATE TABLE items (id int PRIMARY KEY, label text); INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 1000) g; GRANT SELECT ON items TO app"
+rpsql -c "CREATE ROLE app LOGIN PASSWORD '$REMOTE_PASSWORD'; CREATE TABLE items (id int PRIMARY KEY, label text); INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 1000) g; GRANT SELECT, UPDATE ON items TO app"
 
 echo "== the extension"
 lpsql -c "CREATE EXTENSION netrun_pool"
@@ -112,6 +112,17 @@ for _ in $(seq 50); do
 	sleep 0.1
 done
 show "SELECT state, pools, generation FROM netrun_pool.worker_status()"
+
+echo
+echo "== pooled calls: every backend shares the worker's connections to the remote"
+show "SELECT * FROM netrun_pool.query('demo_remote', 'SELECT id, label FROM items WHERE id <= \$1 ORDER BY id', ARRAY['3']) AS t(id int, label text)"
+show "SELECT * FROM netrun_pool.query_json('demo_remote', 'SELECT id, label, id % 2 = 0 AS even FROM items ORDER BY id LIMIT 2', read_only => true)"
+show "SELECT netrun_pool.fetchval('demo_remote', 'SELECT count(*) FROM items')"
+show "SELECT netrun_pool.exec('demo_remote', 'UPDATE items SET label = upper(label) WHERE id = \$1', ARRAY['1'])"
+show "SET ROLE app_reader; SELECT netrun_pool.fetchval('demo_remote', 'SELECT label FROM items WHERE id = 1')"
+echo
+echo "remote=# SELECT application_name, count(*) FROM pg_stat_activity WHERE application_name LIKE 'netrun_pool:%' GROUP BY 1"
+rpsql -c "SELECT application_name, count(*) FROM pg_stat_activity WHERE application_name LIKE 'netrun_pool:%' GROUP BY 1"
 
 cat <<DONE
 

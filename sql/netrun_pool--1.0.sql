@@ -493,3 +493,36 @@ REVOKE ALL ON FUNCTION
     netrun_pool._lock_registry(),
     netrun_pool._check_registry_row(netrun_pool.registry)
 FROM PUBLIC;
+
+------------------------------------------------------------------------------
+-- Calls through the pool.  Usage on the connection is checked inside; the
+-- worker runs the statement on a pooled connection.
+------------------------------------------------------------------------------
+
+-- Rows typed by the caller's column list, like dblink:
+--   SELECT * FROM netrun_pool.query('orders', 'SELECT id, total FROM t') AS t(id int, total numeric)
+CREATE FUNCTION netrun_pool.query(name text, sql text, params text[] DEFAULT NULL,
+                                  read_only boolean DEFAULT false)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'netrun_query'
+LANGUAGE C VOLATILE;
+
+-- One jsonb object per row, keyed by remote column name.
+CREATE FUNCTION netrun_pool.query_json(name text, sql text, params text[] DEFAULT NULL,
+                                       read_only boolean DEFAULT false)
+RETURNS SETOF jsonb
+AS 'MODULE_PATHNAME', 'netrun_query_json'
+LANGUAGE C VOLATILE;
+
+-- The first column of the first row, or NULL.
+CREATE FUNCTION netrun_pool.fetchval(name text, sql text, params text[] DEFAULT NULL,
+                                     read_only boolean DEFAULT false)
+RETURNS text
+AS 'MODULE_PATHNAME', 'netrun_fetchval'
+LANGUAGE C VOLATILE;
+
+-- The remote command tag, for example 'INSERT 0 1'.
+CREATE FUNCTION netrun_pool.exec(name text, sql text, params text[] DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'netrun_exec'
+LANGUAGE C VOLATILE;

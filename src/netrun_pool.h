@@ -113,7 +113,15 @@ typedef struct NetrunShared
 	uint64		loaded_generation;
 	int			npools;
 	int			max_pools;		/* netrun_pool.max_pools, fixed at start */
-	NetrunPoolSlot pools[FLEXIBLE_ARRAY_MEMBER];
+	int			max_channels;	/* MaxBackends at start */
+
+	/*
+	 * Per-backend channel slots (struct ChannelSlot, channel.h), indexed by
+	 * BackendId - 1, then max_pools NetrunPoolSlots.  Both arrays live
+	 * after this struct; see netrun_shmem_size().
+	 */
+	struct ChannelSlot *channels;
+	NetrunPoolSlot *pools;
 } NetrunShared;
 
 /* shmem.c */

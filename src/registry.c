@@ -31,6 +31,7 @@
 #include "utils/snapmgr.h"
 
 #include "netrun_pool.h"
+#include "pool.h"
 
 PG_FUNCTION_INFO_V1(netrun_registry_changed);
 PG_FUNCTION_INFO_V1(netrun_begin_registry_change);
@@ -131,6 +132,7 @@ netrun_registry_load(void)
 {
 	uint64		generation = pg_atomic_read_u64(&netrun_shared->registry_generation);
 	NetrunPoolSlot *slots;
+	PoolDefinition *defs;
 	int			nrows;
 	int			nslots;
 	int			ret;
@@ -146,7 +148,8 @@ netrun_registry_load(void)
 					  "r.statement_timeout_ms, r.idle_timeout_s, r.recycle_s, "
 					  "r.password_required, r.enabled, "
 					  "ARRAY(SELECT u.grantee::oid FROM netrun_pool.usage_grants u "
-					  "      WHERE u.name = r.name ORDER BY 1) "
+					  "      WHERE u.name = r.name ORDER BY 1), "
+					  "r.conninfo, r.secret "
 					  "FROM netrun_pool.registry r ORDER BY r.name",
 					  true, 0);
 	if (ret != SPI_OK_SELECT)
@@ -165,6 +168,7 @@ netrun_registry_load(void)
 				 errhint("Raise netrun_pool.max_pools and restart the server.")));
 
 	slots = palloc0(sizeof(NetrunPoolSlot) * Max(nslots, 1));
+	defs = palloc0(sizeof(PoolDefinition) * Max(nslots, 1));
 	for (int i = 0; i < nslots; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -204,7 +208,18 @@ netrun_registry_load(void)
 		s->ngrantees = Min(nelems, NETRUN_MAX_GRANTEES);
 		for (int j = 0; j < s->ngrantees; j++)
 			s->grantees[j] = DatumGetObjectId(elems[j]);
+
+		defs[i].settings = *s;
+		defs[i].conninfo = SPI_getvalue(tup, desc, 17);
+		{
+			Datum		secret = SPI_getbinval(tup, desc, 18, &isnull);
+
+			defs[i].secret = isnull ? NULL : DatumGetByteaPP(secret);
+		}
 	}
+
+	/* the worker's own pools first: they copy what they keep */
+	pool_sync(defs, nslots);
 
 	LWLockAcquire(netrun_shared->lock, LW_EXCLUSIVE);
 	memcpy(netrun_shared->pools, slots, sizeof(NetrunPoolSlot) * nslots);
@@ -224,6 +239,7 @@ netrun_registry_load(void)
 void
 netrun_registry_clear(void)
 {
+	pool_shutdown_all();
 	LWLockAcquire(netrun_shared->lock, LW_EXCLUSIVE);
 	memset(netrun_shared->pools, 0,
 		   sizeof(NetrunPoolSlot) * netrun_shared->max_pools);

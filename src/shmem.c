@@ -18,6 +18,7 @@
 #include "storage/shmem.h"
 
 #include "netrun_pool.h"
+#include "channel.h"
 
 NetrunShared *netrun_shared = NULL;
 
@@ -27,8 +28,11 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static Size
 netrun_shmem_size(void)
 {
-	return add_size(offsetof(NetrunShared, pools),
-					mul_size(netrun_max_pools, sizeof(NetrunPoolSlot)));
+	Size		size = MAXALIGN(sizeof(NetrunShared));
+
+	size = add_size(size, MAXALIGN(mul_size(MaxBackends, sizeof(ChannelSlot))));
+	size = add_size(size, mul_size(netrun_max_pools, sizeof(NetrunPoolSlot)));
+	return size;
 }
 
 static void
@@ -54,8 +58,15 @@ netrun_shmem_startup(void)
 									&found);
 	if (!found)
 	{
+		char	   *p = (char *) netrun_shared;
+
 		memset(netrun_shared, 0, netrun_shmem_size());
 		netrun_shared->max_pools = netrun_max_pools;
+		netrun_shared->max_channels = MaxBackends;
+		p += MAXALIGN(sizeof(NetrunShared));
+		netrun_shared->channels = (ChannelSlot *) p;
+		p += MAXALIGN(mul_size(MaxBackends, sizeof(ChannelSlot)));
+		netrun_shared->pools = (NetrunPoolSlot *) p;
 		pg_atomic_init_u64(&netrun_shared->registry_generation, 1);
 		netrun_shared->lock = &(GetNamedLWLockTranche(NETRUN_POOL_NAME))->lock;
 		SpinLockInit(&netrun_shared->mutex);

@@ -29,6 +29,7 @@
 #include "utils/timestamp.h"
 
 #include "netrun_pool.h"
+#include "pool.h"
 
 /* How often the worker checks that the extension exists (created/dropped). */
 #define WORKER_EXTENSION_POLL_MS	1000
@@ -96,6 +97,7 @@ static bool have_extension = false;
 static bool first_turn = true;
 static long error_backoff_ms = 0;	/* grows while turns keep failing */
 static bool wait_before_retry = false;	/* set by the error recovery */
+static TimestampTz next_extension_check = 0;
 
 /*
  * One turn of the worker's loop: settings, the extension, the registry.
@@ -115,7 +117,15 @@ worker_iterate(void)
 		SpinLockRelease(&netrun_shared->mutex);
 	}
 
-	exists = worker_extension_exists();
+	/* A catalog look-up once a second, not once per call. */
+	if (!first_turn && GetCurrentTimestamp() < next_extension_check)
+		exists = have_extension;
+	else
+	{
+		exists = worker_extension_exists();
+		next_extension_check = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														   WORKER_EXTENSION_POLL_MS);
+	}
 	if (first_turn || exists != have_extension)
 	{
 		if (exists)
@@ -165,6 +175,7 @@ netrun_worker_main(Datum main_arg)
 	loop_context = AllocSetContextCreate(TopMemoryContext,
 										 "netrun_pool worker loop",
 										 ALLOCSET_DEFAULT_SIZES);
+	pool_init();
 
 	/*
 	 * An error in one turn (a registry that cannot be read, say) must not
@@ -200,6 +211,14 @@ netrun_worker_main(Datum main_arg)
 		{
 			MemoryContextSwitchTo(loop_context);
 			worker_iterate();
+			if (have_extension)
+			{
+				/* serve calls; returns after at most a poll interval */
+				pool_run_once(WORKER_EXTENSION_POLL_MS);
+				MemoryContextReset(loop_context);
+				error_backoff_ms = 0;
+				continue;
+			}
 			MemoryContextReset(loop_context);
 			error_backoff_ms = 0;
 			timeout_ms = WORKER_EXTENSION_POLL_MS;

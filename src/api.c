@@ -1,0 +1,594 @@
+/*-------------------------------------------------------------------------
+ *
+ * api.c
+ *	  The SQL functions that call a remote through the pool: query,
+ *	  query_json, fetchval and exec.  They run in the calling backend.
+ *
+ * Owns the backend's half of a call: who may use a connection (read from
+ * the registry the worker published in shared memory: no SPI, no catalog
+ * scan), the request message, and turning the worker's stream back into
+ * rows, JSON, a value or a command tag.  Rows go into a tuplestore that
+ * spills to disk past work_mem, through a per-row memory context, so a
+ * large result never sits in memory whole.
+ *
+ * It never touches libpq: the worker owns every remote connection.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/tuplestore.h"
+
+#include "netrun_pool.h"
+#include "channel.h"
+
+PG_FUNCTION_INFO_V1(netrun_query);
+PG_FUNCTION_INFO_V1(netrun_query_json);
+PG_FUNCTION_INFO_V1(netrun_fetchval);
+PG_FUNCTION_INFO_V1(netrun_exec);
+
+/* libpq takes at most this many parameters. */
+#define MAX_PARAMS		65535
+
+/* What the caller does with the stream (one of these per call kind). */
+typedef struct CallSink
+{
+	void		(*rowdesc) (struct CallSink *sink, int ncols, const Oid *types,
+							const char *const *names);
+	void		(*row) (struct CallSink *sink, int ncols, char **values);
+	MemoryContext row_cxt;		/* reset after every row */
+	int			ncols;			/* remote columns, from the row description */
+	char	  **colvalues;		/* ncols value pointers, reused per row */
+	/* query and query_json */
+	Tuplestorestate *store;
+	TupleDesc	desc;			/* of the rows we return */
+	FmgrInfo   *infuncs;
+	Oid		   *ioparams;
+	Datum	   *values;
+	bool	   *nulls;
+	char	  **colnames;		/* query_json */
+	Oid		   *coltypes;
+	/* fetchval */
+	text	   *first_value;
+	bool		have_row;
+} CallSink;
+
+/* An error the worker sent back, to be raised once the call is over. */
+typedef struct CallError
+{
+	char		sqlstate[5];
+	char	   *message;
+	char	   *detail;
+	char	   *hint;
+	char	   *context;
+} CallError;
+
+/* Built once, reused by every call of this backend. */
+static StringInfo request_buf = NULL;
+static uint32 request_seq = 0;
+
+static void
+api_check_args(FunctionCallInfo fcinfo)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("netrun_pool connection name must not be null")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("sql must not be null")));
+}
+
+/*
+ * May the current user call this connection?  Raises the documented error
+ * if not.  The grants are copied out under the lock and checked after it:
+ * role membership may read the catalog, which must not happen under an
+ * LWLock.
+ */
+static void
+api_authorize(const char *name)
+{
+	bool		found = false;
+	bool		enabled = false;
+	int			ngrantees = 0;
+	Oid			grantees[NETRUN_MAX_GRANTEES];
+
+	netrun_require_shared();
+	LWLockAcquire(netrun_shared->lock, LW_SHARED);
+	for (int i = 0; i < netrun_shared->npools; i++)
+	{
+		NetrunPoolSlot *slot = &netrun_shared->pools[i];
+
+		if (strcmp(slot->name, name) == 0)
+		{
+			found = true;
+			enabled = slot->enabled;
+			ngrantees = slot->ngrantees;
+			memcpy(grantees, slot->grantees, sizeof(Oid) * ngrantees);
+			break;
+		}
+	}
+	LWLockRelease(netrun_shared->lock);
+
+	if (!found)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("netrun_pool connection \"%s\" does not exist", name)));
+	if (!superuser())
+	{
+		bool		allowed = false;
+
+		for (int i = 0; i < ngrantees && !allowed; i++)
+			allowed = has_privs_of_role(GetUserId(), grantees[i]);
+		if (!allowed)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied for netrun_pool connection \"%s\"",
+							name)));
+	}
+	if (!enabled)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("netrun_pool connection \"%s\" is disabled", name)));
+}
+
+static StringInfo
+api_build_request(const char *name, ChannelCallKind kind, bool read_only,
+				  text *sql, ArrayType *params)
+{
+	ChannelRequestHead head;
+	int			nparams = 0;
+	Datum	   *elems = NULL;
+	bool	   *elem_nulls = NULL;
+
+	if (request_buf == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		request_buf = makeStringInfo();
+		MemoryContextSwitchTo(old);
+	}
+	resetStringInfo(request_buf);
+
+	if (params != NULL)
+	{
+		if (ARR_NDIM(params) > 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+					 errmsg("params must be a one-dimensional array")));
+		deconstruct_array(params, TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &elem_nulls, &nparams);
+		if (nparams > MAX_PARAMS)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("too many parameters: %d", nparams),
+					 errdetail("A call takes at most %d parameters.", MAX_PARAMS)));
+	}
+
+	memset(&head, 0, sizeof(head));
+	head.type = MSG_REQUEST;
+	head.kind = kind;
+	head.flags = (read_only ? REQ_READ_ONLY : 0) | (superuser() ? REQ_SUPERUSER : 0);
+	head.seq = ++request_seq;
+	head.userid = GetUserId();
+	strlcpy(head.pool, name, NAMEDATALEN);
+	appendBinaryStringInfo(request_buf, (const char *) &head, sizeof(head));
+
+	msg_put_int32(request_buf, VARSIZE_ANY_EXHDR(sql));
+	appendBinaryStringInfo(request_buf, VARDATA_ANY(sql), VARSIZE_ANY_EXHDR(sql));
+	msg_put_int32(request_buf, nparams);
+	for (int i = 0; i < nparams; i++)
+	{
+		if (elem_nulls[i])
+			msg_put_int32(request_buf, -1);
+		else
+		{
+			text	   *t = DatumGetTextPP(elems[i]);
+
+			msg_put_int32(request_buf, VARSIZE_ANY_EXHDR(t));
+			appendBinaryStringInfo(request_buf, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+		}
+	}
+	return request_buf;
+}
+
+static char *
+take_cstring(const char **p, const char *end)
+{
+	const char *s = *p;
+	size_t		len = strnlen(s, end - s);
+
+	if (s + len >= end)
+		elog(ERROR, "netrun_pool: malformed message from the worker");
+	*p = s + len + 1;
+	return (char *) s;
+}
+
+/*
+ * Run one call: send the request, feed the stream to the sink, and return
+ * the command tag.  A call that ends with an error from the worker or the
+ * remote raises it here, after the stream is over, so the channel stays
+ * usable; anything raised while the stream is open (a cancel, a type
+ * mismatch) discards the channel, which tells the worker to stop.
+ */
+static char *
+api_call(const char *name, ChannelCallKind kind, bool read_only, text *sql,
+		 ArrayType *params, CallSink *sink)
+{
+	CallError  *err = NULL;
+	char	   *tag = NULL;
+
+	api_authorize(name);
+
+	PG_TRY();
+	{
+		StringInfo req;
+		bool		done = false;
+
+		channel_backend_ensure();
+		req = api_build_request(name, kind, read_only, sql, params);
+		channel_backend_send(req);
+
+		while (!done)
+		{
+			Size		len;
+			void	   *data;
+			const char *p;
+			const char *end;
+
+			channel_backend_receive(&len, &data);
+			if (len < 1)
+				elog(ERROR, "netrun_pool: empty message from the worker");
+			p = (const char *) data + 1;
+			end = (const char *) data + len;
+
+			switch (((const char *) data)[0])
+			{
+				case MSG_ROWDESC:
+					{
+						int			ncols = msg_get_int32(&p);
+						Oid		   *types = palloc(sizeof(Oid) * Max(ncols, 1));
+						const char **names = palloc(sizeof(char *) * Max(ncols, 1));
+
+						for (int i = 0; i < ncols; i++)
+						{
+							types[i] = (Oid) msg_get_int32(&p);
+							names[i] = take_cstring(&p, end);
+						}
+						sink->ncols = ncols;
+						sink->colvalues = palloc(sizeof(char *) * Max(ncols, 1));
+						if (sink->rowdesc)
+							sink->rowdesc(sink, ncols, types, names);
+						break;
+					}
+				case MSG_ROWS:
+					{
+						int			nrows = msg_get_int32(&p);
+
+						if (sink->row == NULL)
+							break;
+						for (int r = 0; r < nrows; r++)
+						{
+							/* values are used in place: each ends in '\0' */
+							for (int c = 0; c < sink->ncols; c++)
+							{
+								int32		vlen = msg_get_int32(&p);
+
+								if (vlen < 0)
+									sink->colvalues[c] = NULL;
+								else
+								{
+									sink->colvalues[c] = (char *) p;
+									p += vlen + 1;
+								}
+							}
+							sink->row(sink, sink->ncols, sink->colvalues);
+						}
+						break;
+					}
+				case MSG_COMPLETE:
+					tag = pstrdup(take_cstring(&p, end));
+					done = true;
+					break;
+				case MSG_ERROR:
+					err = palloc0(sizeof(CallError));
+					memcpy(err->sqlstate, p, 5);
+					p += 5;
+					err->message = pstrdup(take_cstring(&p, end));
+					err->detail = pstrdup(take_cstring(&p, end));
+					err->hint = pstrdup(take_cstring(&p, end));
+					err->context = pstrdup(take_cstring(&p, end));
+					done = true;
+					break;
+				default:
+					elog(ERROR, "netrun_pool: unexpected message type %d from the worker",
+						 ((const char *) data)[0]);
+			}
+		}
+	}
+	PG_CATCH();
+	{
+		channel_backend_discard();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	if (err)
+		ereport(ERROR,
+				(errcode(MAKE_SQLSTATE(err->sqlstate[0], err->sqlstate[1],
+									   err->sqlstate[2], err->sqlstate[3],
+									   err->sqlstate[4])),
+				 errmsg_internal("%s", err->message),
+				 err->detail[0] ? errdetail_internal("%s", err->detail) : 0,
+				 err->hint[0] ? errhint("%s", err->hint) : 0,
+				 err->context[0] ? errcontext("%s", err->context) : 0,
+				 errcontext("netrun_pool connection \"%s\"", name)));
+	return tag;
+}
+
+/* ---------------------------------------------------------------------
+ * query: rows typed by the caller's column list
+ * ---------------------------------------------------------------------
+ */
+
+static void
+query_rowdesc(CallSink *sink, int ncols, const Oid *types,
+			  const char *const *names)
+{
+	if (ncols != sink->desc->natts)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("remote query result does not match the column list"),
+				 errdetail("The remote returned %d columns; the column list has %d.",
+						   ncols, sink->desc->natts)));
+}
+
+static void
+query_row(CallSink *sink, int ncols, char **values)
+{
+	MemoryContext old = MemoryContextSwitchTo(sink->row_cxt);
+
+	for (int i = 0; i < ncols; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(sink->desc, i);
+
+		sink->nulls[i] = values[i] == NULL;
+		sink->values[i] = InputFunctionCall(&sink->infuncs[i], values[i],
+											sink->ioparams[i], att->atttypmod);
+	}
+	tuplestore_putvalues(sink->store, sink->desc, sink->values, sink->nulls);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(sink->row_cxt);
+}
+
+/* A materialized SRF's tuplestore, in the query's memory. */
+static void
+api_init_store(FunctionCallInfo fcinfo, CallSink *sink, TupleDesc desc)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext old;
+
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
+		!(rsinfo->allowedModes & SFRM_Materialize))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("set-valued function called in context that cannot accept a set")));
+
+	old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	sink->desc = CreateTupleDescCopy(desc);
+	sink->store = tuplestore_begin_heap(rsinfo->allowedModes & SFRM_Materialize_Random,
+										false, work_mem);
+	MemoryContextSwitchTo(old);
+
+	rsinfo->returnMode = SFRM_Materialize;
+	rsinfo->setResult = sink->store;
+	rsinfo->setDesc = sink->desc;
+	sink->row_cxt = AllocSetContextCreate(CurrentMemoryContext, "netrun_pool row",
+										  ALLOCSET_SMALL_SIZES);
+	sink->values = palloc(sizeof(Datum) * Max(desc->natts, 1));
+	sink->nulls = palloc(sizeof(bool) * Max(desc->natts, 1));
+}
+
+Datum
+netrun_query(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	CallSink	sink = {0};
+	char	   *name;
+
+	api_check_args(fcinfo);
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) || rsinfo->expectedDesc == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYNTAX_ERROR),
+				 errmsg("netrun_pool.query() needs a column definition list"),
+				 errhint("Call it as SELECT * FROM netrun_pool.query(...) AS t(col type, ...).")));
+
+	api_init_store(fcinfo, &sink, rsinfo->expectedDesc);
+	sink.infuncs = palloc(sizeof(FmgrInfo) * Max(sink.desc->natts, 1));
+	sink.ioparams = palloc(sizeof(Oid) * Max(sink.desc->natts, 1));
+	for (int i = 0; i < sink.desc->natts; i++)
+	{
+		Oid			infunc;
+
+		getTypeInputInfo(TupleDescAttr(sink.desc, i)->atttypid, &infunc,
+						 &sink.ioparams[i]);
+		fmgr_info(infunc, &sink.infuncs[i]);
+	}
+	sink.rowdesc = query_rowdesc;
+	sink.row = query_row;
+
+	(void) api_call(name, CALL_ROWS,
+					!PG_ARGISNULL(3) && PG_GETARG_BOOL(3),
+					PG_GETARG_TEXT_PP(1),
+					PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2), &sink);
+	return (Datum) 0;
+}
+
+/* ---------------------------------------------------------------------
+ * query_json: one jsonb object per row, keyed by remote column name
+ * ---------------------------------------------------------------------
+ */
+
+static void
+json_rowdesc(CallSink *sink, int ncols, const Oid *types,
+			 const char *const *names)
+{
+	sink->colnames = palloc(sizeof(char *) * Max(ncols, 1));
+	sink->coltypes = palloc(sizeof(Oid) * Max(ncols, 1));
+	for (int i = 0; i < ncols; i++)
+	{
+		sink->colnames[i] = pstrdup(names[i]);
+		sink->coltypes[i] = types[i];
+	}
+}
+
+/* Is a number's text a JSON number?  NaN and Infinity are not. */
+static bool
+json_number_ok(const char *s)
+{
+	return strpbrk(s, "NnIi") == NULL;
+}
+
+static void
+json_row(CallSink *sink, int ncols, char **values)
+{
+	MemoryContext old = MemoryContextSwitchTo(sink->row_cxt);
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	for (int i = 0; i < ncols; i++)
+	{
+		const char *v = values[i];
+
+		if (i > 0)
+			appendStringInfoChar(&buf, ',');
+		escape_json(&buf, sink->colnames[i]);
+		appendStringInfoChar(&buf, ':');
+		if (v == NULL)
+			appendStringInfoString(&buf, "null");
+		else
+			switch (sink->coltypes[i])
+			{
+				case BOOLOID:
+					appendStringInfoString(&buf, v[0] == 't' ? "true" : "false");
+					break;
+				case INT2OID:
+				case INT4OID:
+				case INT8OID:
+				case OIDOID:
+				case FLOAT4OID:
+				case FLOAT8OID:
+				case NUMERICOID:
+					if (json_number_ok(v))
+						appendStringInfoString(&buf, v);
+					else
+						escape_json(&buf, v);
+					break;
+				case JSONOID:
+				case JSONBOID:
+					appendStringInfoString(&buf, v);
+					break;
+				default:
+					escape_json(&buf, v);
+					break;
+			}
+	}
+	appendStringInfoChar(&buf, '}');
+	sink->values[0] = DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+	sink->nulls[0] = false;
+	tuplestore_putvalues(sink->store, sink->desc, sink->values, sink->nulls);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(sink->row_cxt);
+}
+
+Datum
+netrun_query_json(PG_FUNCTION_ARGS)
+{
+	CallSink	sink = {0};
+	TupleDesc	desc;
+	char	   *name;
+
+	api_check_args(fcinfo);
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	desc = CreateTemplateTupleDesc(1);
+	TupleDescInitEntry(desc, 1, "query_json", JSONBOID, -1, 0);
+	api_init_store(fcinfo, &sink, desc);
+	sink.rowdesc = json_rowdesc;
+	sink.row = json_row;
+
+	(void) api_call(name, CALL_ROWS,
+					!PG_ARGISNULL(3) && PG_GETARG_BOOL(3),
+					PG_GETARG_TEXT_PP(1),
+					PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2), &sink);
+	return (Datum) 0;
+}
+
+/* ---------------------------------------------------------------------
+ * fetchval: the first column of the first row
+ * ---------------------------------------------------------------------
+ */
+
+static void
+fetchval_row(CallSink *sink, int ncols, char **values)
+{
+	if (sink->have_row)
+		return;
+	sink->have_row = true;
+	if (ncols > 0 && values[0] != NULL)
+		sink->first_value = cstring_to_text(values[0]);
+}
+
+Datum
+netrun_fetchval(PG_FUNCTION_ARGS)
+{
+	CallSink	sink = {0};
+	char	   *name;
+
+	api_check_args(fcinfo);
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	sink.row = fetchval_row;
+
+	(void) api_call(name, CALL_ROWS,
+					!PG_ARGISNULL(3) && PG_GETARG_BOOL(3),
+					PG_GETARG_TEXT_PP(1),
+					PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2), &sink);
+	if (sink.first_value == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(sink.first_value);
+}
+
+/* ---------------------------------------------------------------------
+ * exec: the command tag
+ * ---------------------------------------------------------------------
+ */
+
+Datum
+netrun_exec(PG_FUNCTION_ARGS)
+{
+	CallSink	sink = {0};
+	char	   *name;
+	char	   *tag;
+
+	api_check_args(fcinfo);
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+	tag = api_call(name, CALL_EXEC, false, PG_GETARG_TEXT_PP(1),
+				   PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2), &sink);
+	PG_RETURN_TEXT_P(cstring_to_text(tag));
+}

@@ -1,0 +1,300 @@
+/*-------------------------------------------------------------------------
+ *
+ * channel.c
+ *	  The backend <-> worker channel (see channel.h for the messages).
+ *
+ * Owns the DSM segment each backend creates on its first call and reuses
+ * for the rest of its life, its registration in the shared slot array, and
+ * the waits on both ends.  A backend waits on its own latch, one second at
+ * a time, with CHECK_FOR_INTERRUPTS() and a check that the worker is still
+ * there, so a cancel, statement_timeout or a dead worker ends the wait
+ * instead of hanging it.
+ *
+ * After a call that did not end cleanly (an error or a cancel raised while
+ * the call was in flight) the backend discards the channel: detaching
+ * tells the worker, which cancels the remote work, and the next call
+ * starts a fresh channel.  Nothing else is set up per call.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/ipc.h"
+#include "storage/proc.h"
+#include "storage/shm_toc.h"
+#include "utils/memutils.h"
+
+#include "netrun_pool.h"
+#include "channel.h"
+
+#define TOC_KEY_REQUEST		1
+#define TOC_KEY_RESPONSE	2
+
+/* This backend's channel, if any. */
+static dsm_segment *my_seg = NULL;
+static shm_mq_handle *my_request = NULL;
+static shm_mq_handle *my_response = NULL;
+static bool exit_callback_registered = false;
+
+static ChannelSlot *
+my_slot(void)
+{
+	Assert(MyBackendId != InvalidBackendId && MyBackendId <= MaxBackends);
+	return &netrun_shared->channels[MyBackendId - 1];
+}
+
+static void
+channel_clear_slot(void)
+{
+	ChannelSlot *slot = my_slot();
+
+	SpinLockAcquire(&netrun_shared->mutex);
+	slot->pid = 0;
+	slot->handle = DSM_HANDLE_INVALID;
+	SpinLockRelease(&netrun_shared->mutex);
+}
+
+/*
+ * Detach, telling the worker (shm_mq sets its latch): it then abandons
+ * whatever request of ours it was working on.
+ */
+void
+channel_backend_discard(void)
+{
+	if (my_seg == NULL)
+		return;
+	channel_clear_slot();
+	shm_mq_detach(my_request);
+	shm_mq_detach(my_response);
+	dsm_detach(my_seg);
+	my_seg = NULL;
+	my_request = NULL;
+	my_response = NULL;
+}
+
+static void
+channel_backend_exit(int code, Datum arg)
+{
+	channel_backend_discard();
+}
+
+static pid_t
+channel_worker_pid(void)
+{
+	pid_t		pid;
+
+	SpinLockAcquire(&netrun_shared->mutex);
+	pid = netrun_shared->state == NETRUN_STATE_RUNNING ?
+		netrun_shared->worker_pid : 0;
+	SpinLockRelease(&netrun_shared->mutex);
+	return pid;
+}
+
+static void
+channel_worker_gone(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_CONNECTION_FAILURE),
+			 errmsg("netrun_pool worker is not running"),
+			 errhint("See netrun_pool.worker_status() and the server log.")));
+}
+
+void
+channel_backend_ensure(void)
+{
+	shm_toc_estimator e;
+	Size		size;
+	shm_toc    *toc;
+	shm_mq	   *request;
+	shm_mq	   *response;
+	ChannelSlot *slot;
+	MemoryContext old;
+	Latch	   *worker_latch;
+
+	netrun_require_shared();
+	if (my_seg != NULL)
+		return;
+	if (channel_worker_pid() == 0)
+		channel_worker_gone();
+
+	shm_toc_initialize_estimator(&e);
+	shm_toc_estimate_chunk(&e, CHANNEL_REQUEST_SIZE);
+	shm_toc_estimate_chunk(&e, CHANNEL_RESPONSE_SIZE);
+	shm_toc_estimate_keys(&e, 2);
+	size = shm_toc_estimate(&e);
+
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	my_seg = dsm_create(size, 0);
+	/* The channel outlives the transaction: keep it off the resource owner. */
+	dsm_pin_mapping(my_seg);
+	toc = shm_toc_create(CHANNEL_MAGIC, dsm_segment_address(my_seg), size);
+	request = shm_mq_create(shm_toc_allocate(toc, CHANNEL_REQUEST_SIZE),
+							CHANNEL_REQUEST_SIZE);
+	shm_toc_insert(toc, TOC_KEY_REQUEST, request);
+	response = shm_mq_create(shm_toc_allocate(toc, CHANNEL_RESPONSE_SIZE),
+							 CHANNEL_RESPONSE_SIZE);
+	shm_toc_insert(toc, TOC_KEY_RESPONSE, response);
+	shm_mq_set_sender(request, MyProc);
+	shm_mq_set_receiver(response, MyProc);
+	my_request = shm_mq_attach(request, my_seg, NULL);
+	my_response = shm_mq_attach(response, my_seg, NULL);
+	MemoryContextSwitchTo(old);
+
+	if (!exit_callback_registered)
+	{
+		before_shmem_exit(channel_backend_exit, (Datum) 0);
+		exit_callback_registered = true;
+	}
+
+	slot = my_slot();
+	SpinLockAcquire(&netrun_shared->mutex);
+	slot->pid = MyProcPid;
+	slot->handle = dsm_segment_handle(my_seg);
+	slot->generation++;
+	worker_latch = netrun_shared->worker_latch;
+	SpinLockRelease(&netrun_shared->mutex);
+	if (worker_latch)
+		SetLatch(worker_latch);
+}
+
+/* One bounded wait for the worker, interruptible. */
+static void
+channel_wait(void)
+{
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 1000, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+	if (channel_worker_pid() == 0)
+		channel_worker_gone();
+}
+
+void
+channel_backend_send(StringInfo msg)
+{
+	for (;;)
+	{
+		shm_mq_result res = shm_mq_send(my_request, msg->len, msg->data,
+										true, true);
+
+		if (res == SHM_MQ_SUCCESS)
+			return;
+		if (res == SHM_MQ_DETACHED)
+			channel_worker_gone();
+		channel_wait();
+	}
+}
+
+/* The data stays valid until the next receive. */
+void
+channel_backend_receive(Size *len, void **data)
+{
+	for (;;)
+	{
+		shm_mq_result res = shm_mq_receive(my_response, len, data, true);
+
+		if (res == SHM_MQ_SUCCESS)
+			return;
+		if (res == SHM_MQ_DETACHED)
+			channel_worker_gone();
+		channel_wait();
+	}
+}
+
+/*
+ * Worker side: attach to a backend's new channel.  False if the backend is
+ * already gone (its segment no longer exists).
+ */
+bool
+channel_worker_attach(WorkerChannel *ch, int slot, dsm_handle handle,
+					  uint32 generation)
+{
+	shm_toc    *toc;
+	shm_mq	   *request;
+	shm_mq	   *response;
+	MemoryContext old;
+
+	memset(ch, 0, sizeof(*ch));
+	ch->slot = slot;
+	ch->generation = generation;
+
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	ch->seg = dsm_attach(handle);
+	if (ch->seg == NULL)
+	{
+		MemoryContextSwitchTo(old);
+		return false;
+	}
+	dsm_pin_mapping(ch->seg);
+	toc = shm_toc_attach(CHANNEL_MAGIC, dsm_segment_address(ch->seg));
+	if (toc == NULL)
+	{
+		dsm_detach(ch->seg);
+		ch->seg = NULL;
+		MemoryContextSwitchTo(old);
+		return false;
+	}
+	request = shm_toc_lookup(toc, TOC_KEY_REQUEST, false);
+	response = shm_toc_lookup(toc, TOC_KEY_RESPONSE, false);
+	shm_mq_set_receiver(request, MyProc);
+	shm_mq_set_sender(response, MyProc);
+	ch->request = shm_mq_attach(request, ch->seg, NULL);
+	ch->response = shm_mq_attach(response, ch->seg, NULL);
+	ch->attached = true;
+	MemoryContextSwitchTo(old);
+	return true;
+}
+
+void
+channel_worker_detach(WorkerChannel *ch)
+{
+	if (!ch->attached)
+		return;
+	shm_mq_detach(ch->request);
+	shm_mq_detach(ch->response);
+	dsm_detach(ch->seg);
+	ch->attached = false;
+	ch->seg = NULL;
+}
+
+void
+msg_put_int32(StringInfo buf, int32 v)
+{
+	appendBinaryStringInfo(buf, (const char *) &v, sizeof(v));
+}
+
+int32
+msg_get_int32(const char **p)
+{
+	int32		v;
+
+	memcpy(&v, *p, sizeof(v));
+	*p += sizeof(v);
+	return v;
+}
+
+static void
+msg_put_cstring(StringInfo buf, const char *s)
+{
+	appendStringInfoString(buf, s ? s : "");
+	appendStringInfoChar(buf, '\0');
+}
+
+void
+msg_put_error(StringInfo buf, const char *sqlstate, const char *message,
+			  const char *detail, const char *hint, const char *context)
+{
+	char		code[5];
+
+	memset(code, '0', sizeof(code));
+	if (sqlstate && strlen(sqlstate) == 5)
+		memcpy(code, sqlstate, 5);
+	appendStringInfoChar(buf, MSG_ERROR);
+	appendBinaryStringInfo(buf, code, 5);
+	msg_put_cstring(buf, message);
+	msg_put_cstring(buf, detail);
+	msg_put_cstring(buf, hint);
+	msg_put_cstring(buf, context);
+}

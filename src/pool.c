@@ -1,0 +1,1375 @@
+/*-------------------------------------------------------------------------
+ *
+ * pool.c
+ *	  The worker's side of a call: channels, pools, remote connections and
+ *	  the requests that run on them.  Only the worker runs this code.
+ *
+ * Life of a call:
+ *	  a backend's request arrives on its channel -> it waits in its pool's
+ *	  FIFO until a connection is free (or acquire_timeout_ms passes) -> it
+ *	  runs on that connection (single-row mode) -> rows go back in batches
+ *	  -> a final 'C' or 'E' -> the connection returns to the pool, its
+ *	  remote transaction closed.
+ *
+ * Every libpq call here is non-blocking.  The worker waits in one
+ * WaitEventSet over its latch and the sockets of the connections that have
+ * work in progress; idle connections are not in the set and cost nothing
+ * but memory.  When a backend's response queue is full, the worker stops
+ * reading that request's socket until the backend catches up, so neither
+ * side holds more than a batch of a large result.
+ *
+ * A request whose backend goes away (error, cancel, exit: the channel
+ * detaches) loses its connection: the worker closes it, and the remote's
+ * client_connection_check_interval ends the query there.  libpq 15 has no
+ * non-blocking cancel, and a blocking PQcancel would stall every caller.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "lib/ilist.h"
+#include "libpq-fe.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/fd.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "channel.h"
+#include "pool.h"
+
+/* The remote notices a closed client within this many ms (PG >= 14). */
+#define REMOTE_CHECK_INTERVAL_MS	500
+
+typedef enum ConnState
+{
+	CONN_CONNECTING,			/* PQconnectPoll in progress */
+	CONN_SETUP,					/* session settings being applied */
+	CONN_IDLE,					/* free in its pool */
+	CONN_BUSY,					/* running a request */
+	CONN_RESETTING				/* closing a transaction the caller left open */
+} ConnState;
+
+struct Pool;
+struct Request;
+
+typedef struct RemoteConn
+{
+	dlist_node	node;			/* in pool->conns */
+	struct Pool *pool;
+	PGconn	   *conn;
+	ConnState	state;
+	PostgresPollingStatusType poll; /* while CONNECTING */
+	bool		want_write;		/* output still to flush */
+	bool		used_password;
+	bool		retire;			/* close when the current work ends */
+	TimestampTz connect_deadline;
+	struct Request *req;		/* while BUSY */
+} RemoteConn;
+
+typedef struct Pool
+{
+	dlist_node	node;			/* in all_pools */
+	bool		present;		/* in the latest registry load */
+	NetrunPoolSlot settings;
+	char	   *conninfo;
+	bytea	   *secret;
+	dlist_head	conns;
+	int			nconns;
+	dlist_head	waiters;		/* Requests, oldest first */
+	int			nwaiting;
+	bool		dispatching;	/* guards pool_dispatch against reentry */
+} Pool;
+
+typedef enum RequestStep
+{
+	STEP_WAITING,				/* for a connection */
+	STEP_BEGIN,					/* BEGIN READ ONLY sent */
+	STEP_MAIN,					/* the caller's statement sent */
+	STEP_END,					/* COMMIT or ROLLBACK sent */
+	STEP_DELIVERING				/* remote work over; last message pending */
+} RequestStep;
+
+typedef struct Request
+{
+	dlist_node	node;			/* in pool->waiters while WAITING */
+	int			channel;		/* index in channels[] */
+	MemoryContext cxt;			/* everything below */
+	ChannelCallKind kind;
+	uint8		flags;
+	Pool	   *pool;
+	char	   *sql;
+	int			nparams;
+	const char **params;
+	TimestampTz acquire_deadline;
+	RequestStep step;
+	RemoteConn *rc;
+	bool		sent_rowdesc;
+	bool		failed;			/* an 'E' is to be (or was) sent */
+	StringInfoData batch;		/* rows not yet sent */
+	int32		batch_rows;
+	StringInfoData out;			/* the message being sent */
+	bool		out_pending;
+	StringInfoData final;		/* the last message: 'C' or 'E' */
+	bool		final_ready;	/* remote work over; final is complete */
+	char	   *tag;
+	char		pool_name[NAMEDATALEN];
+} Request;
+
+typedef struct ChannelState
+{
+	WorkerChannel ch;
+	Request    *active;
+} ChannelState;
+
+static MemoryContext pool_context = NULL;
+static dlist_head all_pools = DLIST_STATIC_INIT(all_pools);
+static ChannelState *channels = NULL;
+
+static void request_fail(Request *req, const char *sqlstate,
+						 const char *message, const char *detail,
+						 const char *hint);
+static void conn_release(RemoteConn *rc);
+static void pool_dispatch(Pool *pool);
+
+void
+pool_init(void)
+{
+	pool_context = AllocSetContextCreate(TopMemoryContext,
+										 "netrun_pool pools",
+										 ALLOCSET_DEFAULT_SIZES);
+	channels = MemoryContextAllocZero(pool_context,
+									  sizeof(ChannelState) * netrun_shared->max_channels);
+}
+
+/* ---------------------------------------------------------------------
+ * Connections
+ * ---------------------------------------------------------------------
+ */
+
+static void
+conn_close(RemoteConn *rc)
+{
+	Pool	   *pool = rc->pool;
+
+	if (rc->conn)
+	{
+		PQfinish(rc->conn);
+		ReleaseExternalFD();
+	}
+	dlist_delete(&rc->node);
+	pool->nconns--;
+	pfree(rc);
+}
+
+/*
+ * The keywords libpq gets: the registered conninfo, the decrypted secret,
+ * and the settings the pool owns.  The password lives only in memory that
+ * is wiped as soon as libpq has copied it.
+ */
+static RemoteConn *
+conn_start(Pool *pool, char **error)
+{
+	const char *keys[64];
+	const char *vals[64];
+	int			n = 0;
+	PQconninfoOption *opts;
+	PQconninfoOption *secret_opts = NULL;
+	char	   *secret = NULL;
+	char	   *options;
+	char	   *appname;
+	RemoteConn *rc;
+	PGconn	   *conn;
+
+	*error = NULL;
+	if (!AcquireExternalFD())
+	{
+		*error = pstrdup("too many open files in the netrun_pool worker");
+		return NULL;
+	}
+
+	opts = PQconninfoParse(pool->conninfo, NULL);
+	if (opts == NULL)
+	{
+		ReleaseExternalFD();
+		*error = pstrdup("the registered connection string cannot be parsed");
+		return NULL;
+	}
+	if (pool->secret)
+	{
+		secret = netrun_secret_decrypt(pool->secret, pool->settings.name);
+		if (secret == NULL)
+		{
+			PQconninfoFree(opts);
+			ReleaseExternalFD();
+			*error = pstrdup("the stored password does not decrypt with netrun_pool.secret_key_file");
+			return NULL;
+		}
+		secret_opts = PQconninfoParse(secret, NULL);
+	}
+
+	for (PQconninfoOption *o = opts; o->keyword && n < 48; o++)
+		if (o->val)
+		{
+			keys[n] = o->keyword;
+			vals[n++] = o->val;
+		}
+	if (secret_opts)
+		for (PQconninfoOption *o = secret_opts; o->keyword && n < 50; o++)
+			if (o->val)
+			{
+				keys[n] = o->keyword;
+				vals[n++] = o->val;
+			}
+
+	appname = psprintf("netrun_pool:%s", pool->settings.name);
+	options = psprintf("-c DateStyle=ISO -c IntervalStyle=postgres "
+					   "-c extra_float_digits=3 -c statement_timeout=%d",
+					   pool->settings.statement_timeout_ms);
+	keys[n] = "application_name";
+	vals[n++] = appname;
+	keys[n] = "client_encoding";
+	vals[n++] = GetDatabaseEncodingName();
+	keys[n] = "options";
+	vals[n++] = options;
+	keys[n] = NULL;
+	vals[n] = NULL;
+
+	conn = PQconnectStartParams(keys, vals, 0);
+
+	if (secret_opts)
+	{
+		for (PQconninfoOption *o = secret_opts; o->keyword; o++)
+			if (o->val)
+				explicit_bzero(o->val, strlen(o->val));
+		PQconninfoFree(secret_opts);
+	}
+	if (secret)
+	{
+		explicit_bzero(secret, strlen(secret));
+		pfree(secret);
+	}
+	PQconninfoFree(opts);
+
+	if (conn == NULL || PQstatus(conn) == CONNECTION_BAD)
+	{
+		*error = pstrdup(conn ? PQerrorMessage(conn) : "out of memory");
+		if (conn)
+			PQfinish(conn);
+		ReleaseExternalFD();
+		return NULL;
+	}
+
+	rc = MemoryContextAllocZero(pool_context, sizeof(RemoteConn));
+	rc->pool = pool;
+	rc->conn = conn;
+	rc->state = CONN_CONNECTING;
+	rc->poll = PGRES_POLLING_WRITING;
+	rc->connect_deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   pool->settings.connect_timeout_ms);
+	dlist_push_tail(&pool->conns, &rc->node);
+	pool->nconns++;
+	return rc;
+}
+
+/* libpq's message without its trailing newline. */
+static char *
+conn_error_message(PGconn *conn)
+{
+	char	   *msg = pstrdup(PQerrorMessage(conn));
+	int			len = strlen(msg);
+
+	while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
+		msg[--len] = '\0';
+	return msg;
+}
+
+/* A connection attempt failed: the oldest waiter hears why. */
+static void
+conn_failed_to_connect(RemoteConn *rc, const char *why)
+{
+	Pool	   *pool = rc->pool;
+	char	   *detail = pstrdup(why);
+
+	conn_close(rc);
+	if (!dlist_is_empty(&pool->waiters))
+	{
+		Request    *req = dlist_container(Request, node,
+										  dlist_pop_head_node(&pool->waiters));
+
+		pool->nwaiting--;
+		request_fail(req, "08001",
+					 psprintf("could not connect to netrun_pool connection \"%s\"",
+							  pool->settings.name),
+					 detail, NULL);
+	}
+	pfree(detail);
+}
+
+static void
+conn_now_idle(RemoteConn *rc)
+{
+	rc->state = CONN_IDLE;
+	rc->req = NULL;
+	rc->want_write = false;
+	if (rc->retire || !rc->pool->present)
+	{
+		conn_close(rc);
+		return;
+	}
+	pool_dispatch(rc->pool);
+}
+
+static void
+conn_advance_connect(RemoteConn *rc)
+{
+	rc->poll = PQconnectPoll(rc->conn);
+	if (rc->poll == PGRES_POLLING_FAILED)
+	{
+		char	   *msg = conn_error_message(rc->conn);
+
+		conn_failed_to_connect(rc, msg);
+		return;
+	}
+	if (rc->poll != PGRES_POLLING_OK)
+		return;
+
+	rc->used_password = PQconnectionUsedPassword(rc->conn);
+	if (PQsetnonblocking(rc->conn, 1) != 0)
+	{
+		conn_failed_to_connect(rc, "could not make the connection non-blocking");
+		return;
+	}
+	/* Let the remote end a query whose client went away (PG >= 14). */
+	if (PQserverVersion(rc->conn) >= 140000)
+	{
+		char		sql[96];
+
+		snprintf(sql, sizeof(sql), "SET client_connection_check_interval = %d",
+				 REMOTE_CHECK_INTERVAL_MS);
+		if (!PQsendQuery(rc->conn, sql))
+		{
+			conn_failed_to_connect(rc, conn_error_message(rc->conn));
+			return;
+		}
+		rc->want_write = PQflush(rc->conn) == 1;
+		rc->state = CONN_SETUP;
+		return;
+	}
+	conn_now_idle(rc);
+}
+
+/*
+ * Consume what the remote sent for a connection in SETUP or RESETTING:
+ * results are discarded; when the last one is in, the connection is idle.
+ */
+static void
+conn_advance_housekeeping(RemoteConn *rc)
+{
+	PGresult   *res;
+
+	if (!PQconsumeInput(rc->conn))
+	{
+		if (rc->state == CONN_SETUP)
+			conn_failed_to_connect(rc, conn_error_message(rc->conn));
+		else
+			conn_close(rc);
+		return;
+	}
+	while (!PQisBusy(rc->conn))
+	{
+		res = PQgetResult(rc->conn);
+		if (res == NULL)
+		{
+			if (PQtransactionStatus(rc->conn) != PQTRANS_IDLE)
+			{
+				conn_close(rc);
+				return;
+			}
+			conn_now_idle(rc);
+			return;
+		}
+		PQclear(res);
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * Messages to the backend
+ * ---------------------------------------------------------------------
+ */
+
+static ChannelState *
+request_channel(Request *req)
+{
+	return &channels[req->channel];
+}
+
+/*
+ * Deliver what the request has for the backend, in order: the message in
+ * flight, then the row batch (when it is big enough, or the request is
+ * over), then the final message.  True when nothing is left to send;
+ * false when the queue is full (the backend's read sets our latch) or
+ * gone (the channel scan notices and abandons the request).
+ */
+static bool
+request_pump(Request *req)
+{
+	ChannelState *cs = request_channel(req);
+
+	for (;;)
+	{
+		if (req->out_pending)
+		{
+			shm_mq_result res = shm_mq_send(cs->ch.response, req->out.len,
+											req->out.data, true, true);
+
+			if (res != SHM_MQ_SUCCESS)
+				return false;
+			req->out_pending = false;
+			resetStringInfo(&req->out);
+		}
+		if (req->batch_rows > 0 &&
+			(req->final_ready || req->batch.len >= CHANNEL_BATCH_BYTES))
+		{
+			appendStringInfoChar(&req->out, MSG_ROWS);
+			msg_put_int32(&req->out, req->batch_rows);
+			appendBinaryStringInfo(&req->out, req->batch.data, req->batch.len);
+			req->out_pending = true;
+			resetStringInfo(&req->batch);
+			req->batch_rows = 0;
+			continue;
+		}
+		if (req->final_ready && req->final.len > 0)
+		{
+			appendBinaryStringInfo(&req->out, req->final.data, req->final.len);
+			req->out_pending = true;
+			resetStringInfo(&req->final);
+			continue;
+		}
+		return true;
+	}
+}
+
+/* May the request read more from the remote?  Not while output waits. */
+static bool
+request_may_read(Request *req)
+{
+	return !req->out_pending && req->batch.len < CHANNEL_BATCH_BYTES;
+}
+
+static void
+request_add_rowdesc(Request *req, const PGresult *res)
+{
+	int			ncols = PQnfields(res);
+
+	Assert(!req->out_pending);
+	appendStringInfoChar(&req->out, MSG_ROWDESC);
+	msg_put_int32(&req->out, ncols);
+	for (int i = 0; i < ncols; i++)
+	{
+		msg_put_int32(&req->out, (int32) PQftype(res, i));
+		appendStringInfoString(&req->out, PQfname(res, i));
+		appendStringInfoChar(&req->out, '\0');
+	}
+	req->out_pending = true;
+	req->sent_rowdesc = true;
+}
+
+static void
+request_add_row(Request *req, const PGresult *res)
+{
+	int			ncols = PQnfields(res);
+
+	for (int i = 0; i < ncols; i++)
+	{
+		if (PQgetisnull(res, 0, i))
+			msg_put_int32(&req->batch, -1);
+		else
+		{
+			int			len = PQgetlength(res, 0, i);
+
+			msg_put_int32(&req->batch, len);
+			appendBinaryStringInfo(&req->batch, PQgetvalue(res, 0, i), len);
+			appendStringInfoChar(&req->batch, '\0');
+		}
+	}
+	req->batch_rows++;
+}
+
+/* ---------------------------------------------------------------------
+ * Requests
+ * ---------------------------------------------------------------------
+ */
+
+static void
+request_free(Request *req)
+{
+	ChannelState *cs = request_channel(req);
+
+	if (cs->active == req)
+		cs->active = NULL;
+	MemoryContextDelete(req->cxt);
+}
+
+/*
+ * The request is over on the remote side: complete its final message and
+ * give back the connection.  The request lives until the message is out.
+ */
+static void
+request_conclude(Request *req)
+{
+	RemoteConn *rc = req->rc;
+
+	req->step = STEP_DELIVERING;
+	req->rc = NULL;
+	if (!req->failed)
+	{
+		appendStringInfoChar(&req->final, MSG_COMPLETE);
+		appendStringInfoString(&req->final, req->tag ? req->tag : "");
+		appendStringInfoChar(&req->final, '\0');
+	}
+	req->final_ready = true;
+	if (rc)
+	{
+		rc->req = NULL;
+		conn_release(rc);
+	}
+	if (request_pump(req))
+		request_free(req);
+}
+
+/* Record an error as the final message (the first one wins). */
+static void
+request_set_error(Request *req, const char *sqlstate, const char *message,
+				  const char *detail, const char *hint, const char *context)
+{
+	if (req->failed)
+		return;
+	/* rows not yet sent are dropped: the caller gets the error */
+	resetStringInfo(&req->batch);
+	req->batch_rows = 0;
+	msg_put_error(&req->final, sqlstate, message, detail, hint, context);
+	req->failed = true;
+}
+
+static void
+request_fail(Request *req, const char *sqlstate, const char *message,
+			 const char *detail, const char *hint)
+{
+	request_set_error(req, sqlstate, message, detail, hint, NULL);
+	request_conclude(req);
+}
+
+/* Remember the remote's error; the request concludes when libpq is done. */
+static void
+request_note_remote_error(Request *req, const PGresult *res)
+{
+	request_set_error(req,
+					  PQresultErrorField(res, PG_DIAG_SQLSTATE),
+					  PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
+					  PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL),
+					  PQresultErrorField(res, PG_DIAG_MESSAGE_HINT),
+					  PQresultErrorField(res, PG_DIAG_CONTEXT));
+}
+
+static bool
+request_send(Request *req, const char *sql, bool with_params)
+{
+	PGconn	   *conn = req->rc->conn;
+	int			ok;
+
+	if (with_params)
+		ok = PQsendQueryParams(conn, sql, req->nparams, NULL, req->params,
+							   NULL, NULL, 0);
+	else
+		ok = PQsendQuery(conn, sql);
+	if (ok && with_params)
+		ok = PQsetSingleRowMode(conn);
+	if (!ok)
+	{
+		char	   *msg = conn_error_message(conn);
+
+		req->rc->retire = true;
+		request_fail(req, "08006",
+					 psprintf("could not send a query to netrun_pool connection \"%s\"",
+							  req->pool->settings.name),
+					 msg, NULL);
+		return false;
+	}
+	req->rc->want_write = PQflush(conn) == 1;
+	return true;
+}
+
+/* A connection is ours: check who may use it, then start. */
+static void
+request_start(Request *req, RemoteConn *rc)
+{
+	Pool	   *pool = req->pool;
+
+	req->rc = rc;
+	rc->state = CONN_BUSY;
+	rc->req = req;
+
+	/*
+	 * The lesson of CVE-2007-3278: a non-superuser may not borrow the
+	 * server's own identity on a remote that did not ask for a password.
+	 */
+	if (!(req->flags & REQ_SUPERUSER) && pool->settings.password_required &&
+		!rc->used_password)
+	{
+		request_fail(req, "2F003",
+					 psprintf("password is required for netrun_pool connection \"%s\"",
+							  pool->settings.name),
+					 "The remote server did not ask for a password, and non-superusers may only use connections that authenticate with one.",
+					 "A superuser can register the connection with password_required => false.");
+		return;
+	}
+
+	if (req->flags & REQ_READ_ONLY)
+	{
+		req->step = STEP_BEGIN;
+		request_send(req, "BEGIN READ ONLY", false);
+	}
+	else
+	{
+		req->step = STEP_MAIN;
+		request_send(req, req->sql, true);
+	}
+}
+
+/* The current step's results are all in: move on. */
+static void
+request_step_done(Request *req)
+{
+	switch (req->step)
+	{
+		case STEP_BEGIN:
+			if (req->failed)
+			{
+				request_conclude(req);
+				return;
+			}
+			req->step = STEP_MAIN;
+			request_send(req, req->sql, true);
+			return;
+		case STEP_MAIN:
+			if (req->flags & REQ_READ_ONLY)
+			{
+				req->step = STEP_END;
+				request_send(req, req->failed ? "ROLLBACK" : "COMMIT", false);
+				return;
+			}
+			request_conclude(req);
+			return;
+		case STEP_END:
+			request_conclude(req);
+			return;
+		default:
+			elog(ERROR, "unexpected request step %d", req->step);
+	}
+}
+
+/*
+ * Read what the remote has for a busy connection, as far as the backend
+ * keeps up: output waiting for the backend stops the loop (back-pressure).
+ */
+static void
+request_advance(Request *req)
+{
+	RemoteConn *rc = req->rc;
+	PGconn	   *conn = rc->conn;
+	MemoryContext old;
+
+	if (!PQconsumeInput(conn))
+	{
+		char	   *msg = conn_error_message(conn);
+
+		rc->retire = true;
+		request_fail(req, "08006",
+					 psprintf("lost connection to netrun_pool connection \"%s\"",
+							  req->pool_name),
+					 msg, NULL);
+		return;
+	}
+
+	old = MemoryContextSwitchTo(req->cxt);
+	while (request_may_read(req) && !PQisBusy(conn))
+	{
+		PGresult   *res = PQgetResult(conn);
+		bool		main_rows = req->step == STEP_MAIN &&
+			req->kind == CALL_ROWS && !req->failed;
+
+		if (res == NULL)
+		{
+			MemoryContextSwitchTo(old);
+			request_step_done(req);
+			return;
+		}
+		switch (PQresultStatus(res))
+		{
+			case PGRES_SINGLE_TUPLE:
+				if (main_rows)
+				{
+					if (!req->sent_rowdesc)
+						request_add_rowdesc(req, res);
+					request_add_row(req, res);
+				}
+				break;
+			case PGRES_TUPLES_OK:
+			case PGRES_COMMAND_OK:
+				if (main_rows && !req->sent_rowdesc &&
+					PQresultStatus(res) == PGRES_TUPLES_OK)
+					request_add_rowdesc(req, res);
+				if (req->step == STEP_MAIN && !req->failed)
+					req->tag = pstrdup(PQcmdStatus(res));
+				break;
+			default:
+				request_note_remote_error(req, res);
+				break;
+		}
+		PQclear(res);
+		(void) request_pump(req);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/* A request's backend went away: drop it, and the connection with it. */
+static void
+request_abandon(Request *req)
+{
+	if (req->step == STEP_WAITING)
+	{
+		dlist_delete(&req->node);
+		req->pool->nwaiting--;
+	}
+	else if (req->rc)
+	{
+		/* mid-query: closing is the non-blocking way to stop the remote */
+		conn_close(req->rc);
+		req->rc = NULL;
+	}
+	request_free(req);
+}
+
+/* ---------------------------------------------------------------------
+ * Pools
+ * ---------------------------------------------------------------------
+ */
+
+static Pool *
+pool_lookup(const char *name)
+{
+	dlist_iter	it;
+
+	dlist_foreach(it, &all_pools)
+	{
+		Pool	   *pool = dlist_container(Pool, node, it.cur);
+
+		if (pool->present && strcmp(pool->settings.name, name) == 0)
+			return pool;
+	}
+	return NULL;
+}
+
+static int
+pool_count_state(Pool *pool, ConnState state)
+{
+	dlist_iter	it;
+	int			n = 0;
+
+	dlist_foreach(it, &pool->conns)
+		if (dlist_container(RemoteConn, node, it.cur)->state == state)
+		n++;
+	return n;
+}
+
+/*
+ * Give idle connections to waiters, oldest first, and open connections
+ * (within pool_max + max_overflow) for waiters that no idle or opening
+ * connection will serve.
+ */
+static RemoteConn *
+pool_take_idle(Pool *pool)
+{
+	dlist_mutable_iter it;
+
+	dlist_foreach_modify(it, &pool->conns)
+	{
+		RemoteConn *rc = dlist_container(RemoteConn, node, it.cur);
+
+		if (rc->state != CONN_IDLE)
+			continue;
+		/* A connection that died while idle is replaced, not handed out. */
+		if (!PQconsumeInput(rc->conn) || PQstatus(rc->conn) != CONNECTION_OK ||
+			PQtransactionStatus(rc->conn) != PQTRANS_IDLE)
+		{
+			conn_close(rc);
+			continue;
+		}
+		return rc;
+	}
+	return NULL;
+}
+
+static void
+pool_dispatch(Pool *pool)
+{
+	int			opening;
+
+	/*
+	 * Starting a request can hand a connection straight back (a refused
+	 * call), which calls us again; the outer call's loop picks it up.
+	 */
+	if (pool->dispatching)
+		return;
+	pool->dispatching = true;
+
+	while (!dlist_is_empty(&pool->waiters))
+	{
+		RemoteConn *rc = pool_take_idle(pool);
+		Request    *req;
+
+		if (rc == NULL)
+			break;
+		req = dlist_container(Request, node, dlist_pop_head_node(&pool->waiters));
+		pool->nwaiting--;
+		request_start(req, rc);
+	}
+
+	opening = pool_count_state(pool, CONN_CONNECTING) + pool_count_state(pool, CONN_SETUP);
+	while (pool->nwaiting > opening &&
+		   pool->nconns < pool->settings.pool_max + pool->settings.max_overflow)
+	{
+		char	   *error;
+		RemoteConn *rc = conn_start(pool, &error);
+
+		if (rc == NULL)
+		{
+			Request    *req = dlist_container(Request, node,
+											  dlist_pop_head_node(&pool->waiters));
+
+			pool->nwaiting--;
+			request_fail(req, "08001",
+						 psprintf("could not connect to netrun_pool connection \"%s\"",
+								  pool->settings.name),
+						 error, NULL);
+			continue;
+		}
+		opening++;
+	}
+	pool->dispatching = false;
+}
+
+static void
+conn_release(RemoteConn *rc)
+{
+	if (PQstatus(rc->conn) != CONNECTION_OK || rc->retire || !rc->pool->present)
+	{
+		conn_close(rc);
+		return;
+	}
+	/* In transaction mode the remote transaction never outlives the call. */
+	if (PQtransactionStatus(rc->conn) != PQTRANS_IDLE)
+	{
+		if (!PQsendQuery(rc->conn, "ROLLBACK"))
+		{
+			conn_close(rc);
+			return;
+		}
+		rc->want_write = PQflush(rc->conn) == 1;
+		rc->state = CONN_RESETTING;
+		rc->req = NULL;
+		return;
+	}
+	conn_now_idle(rc);
+}
+
+/*
+ * Apply a fresh registry load.  A pool whose definition changed keeps
+ * serving the calls in flight on its old connections, which are closed
+ * when they come back; a removed pool's waiters are told it is gone.
+ */
+void
+pool_sync(PoolDefinition *defs, int ndefs)
+{
+	dlist_mutable_iter it;
+	dlist_iter	all;
+	MemoryContext old = MemoryContextSwitchTo(pool_context);
+
+	dlist_foreach(all, &all_pools)
+		dlist_container(Pool, node, all.cur)->present = false;
+
+	for (int i = 0; i < ndefs; i++)
+	{
+		PoolDefinition *d = &defs[i];
+		Pool	   *pool = NULL;
+		dlist_iter	pit;
+
+		dlist_foreach(pit, &all_pools)
+		{
+			Pool	   *p = dlist_container(Pool, node, pit.cur);
+
+			if (strcmp(p->settings.name, d->settings.name) == 0)
+			{
+				pool = p;
+				break;
+			}
+		}
+		if (pool == NULL)
+		{
+			pool = palloc0(sizeof(Pool));
+			dlist_init(&pool->conns);
+			dlist_init(&pool->waiters);
+			dlist_push_tail(&all_pools, &pool->node);
+		}
+		else if (strcmp(pool->conninfo, d->conninfo) != 0 ||
+				 (pool->secret == NULL) != (d->secret == NULL) ||
+				 (pool->secret && d->secret &&
+				  (VARSIZE_ANY(pool->secret) != VARSIZE_ANY(d->secret) ||
+				   memcmp(pool->secret, d->secret, VARSIZE_ANY(d->secret)) != 0)) ||
+				 pool->settings.statement_timeout_ms != d->settings.statement_timeout_ms)
+		{
+			dlist_iter	cit;
+
+			/* how to connect changed: existing connections retire */
+			dlist_foreach(cit, &pool->conns)
+				dlist_container(RemoteConn, node, cit.cur)->retire = true;
+		}
+		if (pool->conninfo)
+			pfree(pool->conninfo);
+		if (pool->secret)
+			pfree(pool->secret);
+		pool->settings = d->settings;
+		pool->conninfo = pstrdup(d->conninfo);
+		pool->secret = d->secret ? (bytea *) pnstrdup((char *) d->secret,
+													   VARSIZE_ANY(d->secret)) : NULL;
+		pool->present = true;
+	}
+
+	dlist_foreach_modify(it, &all_pools)
+	{
+		Pool	   *pool = dlist_container(Pool, node, it.cur);
+		dlist_mutable_iter cit;
+
+		if (pool->present && pool->settings.enabled)
+		{
+			dlist_foreach_modify(cit, &pool->conns)
+			{
+				RemoteConn *rc = dlist_container(RemoteConn, node, cit.cur);
+
+				if (rc->retire && rc->state == CONN_IDLE)
+					conn_close(rc);
+			}
+			pool_dispatch(pool);
+			continue;
+		}
+
+		/* removed or disabled: waiters hear it now, idle connections go */
+		while (!dlist_is_empty(&pool->waiters))
+		{
+			Request    *req = dlist_container(Request, node,
+											  dlist_pop_head_node(&pool->waiters));
+
+			pool->nwaiting--;
+			if (pool->present)
+				request_fail(req, "55000",
+							 psprintf("netrun_pool connection \"%s\" is disabled",
+									  pool->settings.name), NULL, NULL);
+			else
+				request_fail(req, "42704",
+							 psprintf("netrun_pool connection \"%s\" does not exist",
+									  pool->settings.name), NULL, NULL);
+		}
+		dlist_foreach_modify(cit, &pool->conns)
+		{
+			RemoteConn *rc = dlist_container(RemoteConn, node, cit.cur);
+
+			rc->retire = true;
+			if (rc->state == CONN_IDLE)
+				conn_close(rc);
+		}
+		if (!pool->present && pool->nconns == 0)
+		{
+			dlist_delete(&pool->node);
+			pfree(pool->conninfo);
+			if (pool->secret)
+				pfree(pool->secret);
+			pfree(pool);
+		}
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/* The extension went away or the worker stops: close everything. */
+void
+pool_shutdown_all(void)
+{
+	pool_sync(NULL, 0);
+	for (int i = 0; channels && i < netrun_shared->max_channels; i++)
+	{
+		if (channels[i].active)
+			request_abandon(channels[i].active);
+		channel_worker_detach(&channels[i].ch);
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * The loop
+ * ---------------------------------------------------------------------
+ */
+
+/* Parse a request message; NULL (after telling the backend) if bad. */
+static Request *
+request_parse(int channel, const char *data, Size len)
+{
+	ChannelRequestHead head;
+	const char *p = data + sizeof(head);
+	const char *end = data + len;
+	MemoryContext cxt;
+	Request    *req;
+	int32		sql_len;
+
+	if (len < sizeof(head) + 2 * sizeof(int32))
+		return NULL;
+	memcpy(&head, data, sizeof(head));
+	if (head.type != MSG_REQUEST)
+		return NULL;
+
+	cxt = AllocSetContextCreate(pool_context, "netrun_pool request",
+								ALLOCSET_SMALL_SIZES);
+	req = MemoryContextAllocZero(cxt, sizeof(Request));
+	req->cxt = cxt;
+	req->channel = channel;
+	req->kind = head.kind;
+	req->flags = head.flags;
+	{
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		initStringInfo(&req->batch);
+		initStringInfo(&req->out);
+		initStringInfo(&req->final);
+		MemoryContextSwitchTo(old);
+	}
+
+	sql_len = msg_get_int32(&p);
+	if (sql_len < 0 || p + sql_len + sizeof(int32) > end)
+	{
+		MemoryContextDelete(cxt);
+		return NULL;
+	}
+	req->sql = MemoryContextAlloc(cxt, sql_len + 1);
+	memcpy(req->sql, p, sql_len);
+	req->sql[sql_len] = '\0';
+	p += sql_len;
+	req->nparams = msg_get_int32(&p);
+	req->params = MemoryContextAllocZero(cxt, sizeof(char *) * Max(req->nparams, 1));
+	for (int i = 0; i < req->nparams; i++)
+	{
+		int32		plen;
+
+		if (p + sizeof(int32) > end)
+		{
+			MemoryContextDelete(cxt);
+			return NULL;
+		}
+		plen = msg_get_int32(&p);
+		if (plen < 0)
+			continue;
+		if (p + plen > end)
+		{
+			MemoryContextDelete(cxt);
+			return NULL;
+		}
+		req->params[i] = MemoryContextAlloc(cxt, plen + 1);
+		memcpy((char *) req->params[i], p, plen);
+		((char *) req->params[i])[plen] = '\0';
+		p += plen;
+	}
+
+	strlcpy(req->pool_name, head.pool, NAMEDATALEN);
+	req->pool = pool_lookup(req->pool_name);
+	return req;
+}
+
+static void
+request_accept(int channel, Request *req)
+{
+	Pool	   *pool = req->pool;
+
+	channels[channel].active = req;
+	req->step = STEP_WAITING;
+	if (pool == NULL)
+	{
+		request_fail(req, "42704",
+					 psprintf("netrun_pool connection \"%s\" does not exist",
+							  req->pool_name), NULL, NULL);
+		return;
+	}
+	if (!pool->settings.enabled)
+	{
+		request_fail(req, "55000",
+					 psprintf("netrun_pool connection \"%s\" is disabled",
+							  pool->settings.name), NULL, NULL);
+		return;
+	}
+	req->acquire_deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														pool->settings.acquire_timeout_ms);
+	dlist_push_tail(&pool->waiters, &req->node);
+	pool->nwaiting++;
+	pool_dispatch(pool);
+}
+
+/*
+ * New channels, new requests, gone backends, and queued messages that can
+ * now be delivered.
+ */
+static void
+pool_service_channels(void)
+{
+	for (int i = 0; i < netrun_shared->max_channels; i++)
+	{
+		ChannelState *cs = &channels[i];
+		ChannelSlot snap;
+		Size		len;
+		void	   *data;
+		shm_mq_result res;
+
+		SpinLockAcquire(&netrun_shared->mutex);
+		snap = netrun_shared->channels[i];
+		SpinLockRelease(&netrun_shared->mutex);
+
+		if (cs->ch.attached && (snap.pid == 0 || snap.generation != cs->ch.generation))
+		{
+			/* the backend moved to a new channel, or has none */
+			if (cs->active)
+				request_abandon(cs->active);
+			channel_worker_detach(&cs->ch);
+		}
+		if (!cs->ch.attached && snap.pid != 0)
+		{
+			if (!channel_worker_attach(&cs->ch, i, snap.handle, snap.generation))
+				continue;
+		}
+		if (!cs->ch.attached)
+			continue;
+
+		if (cs->active && cs->active->step != STEP_WAITING)
+		{
+			Request    *req = cs->active;
+
+			if (request_pump(req))
+			{
+				if (req->step == STEP_DELIVERING)
+				{
+					request_free(req);
+					continue;
+				}
+				/* the backend caught up: go on reading the remote */
+				if (req->rc && req->rc->state == CONN_BUSY)
+					request_advance(req);
+			}
+		}
+
+		res = shm_mq_receive(cs->ch.request, &len, &data, true);
+		if (res == SHM_MQ_DETACHED)
+		{
+			if (cs->active)
+				request_abandon(cs->active);
+			channel_worker_detach(&cs->ch);
+			continue;
+		}
+		if (res != SHM_MQ_SUCCESS)
+			continue;
+		if (cs->active != NULL)
+		{
+			/* a backend never sends during a call: a broken channel */
+			request_abandon(cs->active);
+			channel_worker_detach(&cs->ch);
+			continue;
+		}
+		{
+			Request    *req = request_parse(i, data, len);
+
+			if (req == NULL)
+			{
+				channel_worker_detach(&cs->ch);
+				continue;
+			}
+			request_accept(i, req);
+		}
+	}
+}
+
+/* Waiters past their deadline, connects past theirs. */
+static long
+pool_check_deadlines(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz next = 0;
+	dlist_iter	it;
+
+	dlist_foreach(it, &all_pools)
+	{
+		Pool	   *pool = dlist_container(Pool, node, it.cur);
+		dlist_mutable_iter wit;
+
+		dlist_foreach_modify(wit, &pool->waiters)
+		{
+			Request    *req = dlist_container(Request, node, wit.cur);
+
+			if (req->acquire_deadline <= now)
+			{
+				char	   *detail;
+
+				dlist_delete(&req->node);
+				pool->nwaiting--;
+				detail = psprintf("pool_max is %d, max_overflow %d; %d connections are open and %d callers are waiting.",
+								  pool->settings.pool_max, pool->settings.max_overflow,
+								  pool->nconns, pool->nwaiting + 1);
+				request_fail(req, "53300",
+							 psprintf("timed out waiting for a connection from netrun_pool connection \"%s\"",
+									  pool->settings.name),
+							 detail,
+							 "Raise pool_max or max_overflow, or acquire_timeout_ms, with netrun_pool.configure().");
+			}
+			else if (next == 0 || req->acquire_deadline < next)
+				next = req->acquire_deadline;
+		}
+
+		dlist_foreach_modify(wit, &pool->conns)
+		{
+			RemoteConn *rc = dlist_container(RemoteConn, node, wit.cur);
+
+			if (rc->state != CONN_CONNECTING && rc->state != CONN_SETUP)
+				continue;
+			if (rc->connect_deadline <= now)
+				conn_failed_to_connect(rc, psprintf("timeout expired after %d ms",
+													pool->settings.connect_timeout_ms));
+			else if (next == 0 || rc->connect_deadline < next)
+				next = rc->connect_deadline;
+		}
+	}
+
+	if (next == 0)
+		return -1;
+	return Max(1, (long) ((next - now + 999) / 1000));
+}
+
+static void
+conn_on_event(RemoteConn *rc)
+{
+	if (rc->want_write)
+	{
+		int			r = PQflush(rc->conn);
+
+		if (r < 0)
+		{
+			if (rc->req)
+			{
+				rc->retire = true;
+				request_fail(rc->req, "08006",
+							 psprintf("lost connection to netrun_pool connection \"%s\"",
+									  rc->pool->settings.name),
+							 conn_error_message(rc->conn), NULL);
+			}
+			else
+				conn_close(rc);
+			return;
+		}
+		rc->want_write = r == 1;
+	}
+	switch (rc->state)
+	{
+		case CONN_CONNECTING:
+			conn_advance_connect(rc);
+			break;
+		case CONN_SETUP:
+		case CONN_RESETTING:
+			conn_advance_housekeeping(rc);
+			break;
+		case CONN_BUSY:
+			if (rc->req && request_may_read(rc->req))
+				request_advance(rc->req);
+			break;
+		case CONN_IDLE:
+			break;
+	}
+}
+
+/*
+ * One turn: serve the channels, then wait (at most max_wait_ms) for the
+ * latch or any socket with work in progress, and advance what is ready.
+ */
+void
+pool_run_once(long max_wait_ms)
+{
+	WaitEventSet *set;
+	WaitEvent  *events;
+	int			nevents = 2;
+	int			nfired;
+	long		timeout;
+	dlist_iter	it;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	pool_service_channels();
+	timeout = pool_check_deadlines();
+	if (timeout < 0 || timeout > max_wait_ms)
+		timeout = max_wait_ms;
+
+	dlist_foreach(it, &all_pools)
+		nevents += dlist_container(Pool, node, it.cur)->nconns;
+
+	set = CreateWaitEventSet(cxt, nevents);
+	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	dlist_foreach(it, &all_pools)
+	{
+		Pool	   *pool = dlist_container(Pool, node, it.cur);
+		dlist_iter	cit;
+
+		dlist_foreach(cit, &pool->conns)
+		{
+			RemoteConn *rc = dlist_container(RemoteConn, node, cit.cur);
+			uint32		ev = 0;
+
+			switch (rc->state)
+			{
+				case CONN_CONNECTING:
+					ev = rc->poll == PGRES_POLLING_READING ?
+						WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE;
+					break;
+				case CONN_SETUP:
+				case CONN_RESETTING:
+					ev = WL_SOCKET_READABLE;
+					break;
+				case CONN_BUSY:
+					/* back-pressure: a blocked backend stops the reading */
+					if (rc->req && request_may_read(rc->req))
+						ev = WL_SOCKET_READABLE;
+					break;
+				case CONN_IDLE:
+					break;
+			}
+			if (rc->want_write)
+				ev |= WL_SOCKET_WRITEABLE;
+			if (ev != 0 && PQsocket(rc->conn) != PGINVALID_SOCKET)
+				AddWaitEventToSet(set, ev, PQsocket(rc->conn), NULL, rc);
+		}
+	}
+
+	events = palloc(sizeof(WaitEvent) * nevents);
+	nfired = WaitEventSetWait(set, timeout, events, nevents, PG_WAIT_EXTENSION);
+	for (int i = 0; i < nfired; i++)
+	{
+		if (events[i].events & WL_LATCH_SET)
+			ResetLatch(MyLatch);
+		else if (events[i].user_data != NULL)
+			conn_on_event((RemoteConn *) events[i].user_data);
+	}
+	FreeWaitEventSet(set);
+	pfree(events);
+}
