@@ -180,7 +180,6 @@ conn_start(Pool *pool, char **error)
 	PQconninfoOption *opts;
 	PQconninfoOption *secret_opts = NULL;
 	char	   *secret = NULL;
-	char	   *options;
 	char	   *appname;
 	RemoteConn *rc;
 	PGconn	   *conn;
@@ -227,15 +226,10 @@ conn_start(Pool *pool, char **error)
 			}
 
 	appname = psprintf("netrun_pool:%s", pool->settings.name);
-	options = psprintf("-c DateStyle=ISO -c IntervalStyle=postgres "
-					   "-c extra_float_digits=3 -c statement_timeout=%d",
-					   pool->settings.statement_timeout_ms);
 	keys[n] = "application_name";
 	vals[n++] = appname;
 	keys[n] = "client_encoding";
 	vals[n++] = GetDatabaseEncodingName();
-	keys[n] = "options";
-	vals[n++] = options;
 	keys[n] = NULL;
 	vals[n] = NULL;
 
@@ -344,13 +338,22 @@ conn_advance_connect(RemoteConn *rc)
 		conn_failed_to_connect(rc, "could not make the connection non-blocking");
 		return;
 	}
-	/* Let the remote end a query whose client went away (PG >= 14). */
-	if (PQserverVersion(rc->conn) >= 140000)
+	/*
+	 * The session settings text conversion relies on, and the connection's
+	 * statement timeout.  SET after connecting, as postgres_fdw does: a
+	 * startup "options" string would lose to PGDATESTYLE and friends in
+	 * the server's environment.  On PG >= 14 the remote also checks for a
+	 * client that went away, which is how a cancelled call stops there.
+	 */
 	{
-		char		sql[96];
+		char		sql[256];
 
-		snprintf(sql, sizeof(sql), "SET client_connection_check_interval = %d",
-				 REMOTE_CHECK_INTERVAL_MS);
+		snprintf(sql, sizeof(sql),
+				 "SET DateStyle = ISO; SET IntervalStyle = postgres; "
+				 "SET extra_float_digits = 3; SET statement_timeout = %d%s",
+				 rc->pool->settings.statement_timeout_ms,
+				 PQserverVersion(rc->conn) >= 140000 ?
+				 "; SET client_connection_check_interval = " CppAsString2(REMOTE_CHECK_INTERVAL_MS) : "");
 		if (!PQsendQuery(rc->conn, sql))
 		{
 			conn_failed_to_connect(rc, conn_error_message(rc->conn));
@@ -358,9 +361,7 @@ conn_advance_connect(RemoteConn *rc)
 		}
 		rc->want_write = PQflush(rc->conn) == 1;
 		rc->state = CONN_SETUP;
-		return;
 	}
-	conn_now_idle(rc);
 }
 
 /*

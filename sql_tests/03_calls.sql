@@ -1,0 +1,160 @@
+--
+-- Calls through the pool: query, query_json, fetchval, exec; who may call;
+-- and every error a caller can cause.
+--
+-- The "remote" here is this same temp instance, reached over its Unix
+-- socket, where it trusts everyone: a remote that asks for no password.
+--
+\set VERBOSITY default
+\set SHOW_CONTEXT errors
+
+SELECT netrun_pool.register('self',
+    format('host=%s port=%s dbname=contrib_regression',
+           current_setting('unix_socket_directories'), current_setting('port')),
+    pool_max => 2, acquire_timeout_ms => 2000);
+
+-- Wait (bounded) until the worker has loaded the connection.
+DO $$
+BEGIN
+  FOR i IN 1..300 LOOP
+    EXIT WHEN (SELECT pools FROM netrun_pool.worker_status()) = 1;
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+END $$;
+
+CREATE TABLE items (id int PRIMARY KEY, label text, price numeric, tags jsonb, ok boolean);
+INSERT INTO items VALUES
+  (1, 'apple', 1.50, '["fruit"]', true),
+  (2, 'bread', 2.25, NULL, false),
+  (3, NULL, 'NaN', '{"a": 1}', NULL);
+
+-- query: rows typed by the column list; params are real parameters.
+SELECT * FROM netrun_pool.query('self', 'SELECT id, label, price FROM items ORDER BY id')
+  AS t(id int, label text, price numeric);
+SELECT * FROM netrun_pool.query('self', 'SELECT id, label FROM items WHERE id = $1 OR label = $2',
+                                ARRAY['1', 'bread']) AS t(id int, label text) ORDER BY id;
+-- A parameter is a value, never SQL: the quote stays inside it.
+SELECT * FROM netrun_pool.query('self', 'SELECT $1::text AS v', ARRAY['x''); DROP TABLE items; --'])
+  AS t(v text);
+SELECT count(*) FROM items;
+-- NULL parameters, and an empty result.
+SELECT * FROM netrun_pool.query('self', 'SELECT $1::int IS NULL AS is_null', ARRAY[NULL])
+  AS t(is_null boolean);
+SELECT * FROM netrun_pool.query('self', 'SELECT id FROM items WHERE false') AS t(id int);
+-- Read-only calls run in a READ ONLY remote transaction.
+SELECT * FROM netrun_pool.query('self', 'SHOW transaction_read_only', read_only => true)
+  AS t(ro text);
+SELECT * FROM netrun_pool.query('self', 'SHOW transaction_read_only') AS t(ro text);
+
+-- query_json: one object per row, typed where JSON can say it.
+SELECT * FROM netrun_pool.query_json('self', 'SELECT * FROM items ORDER BY id');
+
+-- fetchval: first column of the first row, NULL if none.
+SELECT netrun_pool.fetchval('self', 'SELECT label FROM items ORDER BY id');
+SELECT netrun_pool.fetchval('self', 'SELECT label FROM items WHERE false') IS NULL AS none;
+
+-- exec: the command tag.
+SELECT netrun_pool.exec('self', 'INSERT INTO items (id, label) VALUES ($1, $2)', ARRAY['4', 'cheese']);
+SELECT netrun_pool.exec('self', 'UPDATE items SET ok = true WHERE ok IS NOT true');
+SELECT netrun_pool.exec('self', 'DELETE FROM items WHERE id = 4');
+
+-- A transaction the caller leaves open is rolled back before anyone else
+-- gets the connection (transaction pooling): no pooled connection stays
+-- idle in a transaction (waited for, bounded: the ROLLBACK is async).
+SELECT netrun_pool.exec('self', 'BEGIN');
+DO $$
+DECLARE n int;
+BEGIN
+  FOR i IN 1..100 LOOP
+    SELECT count(*) INTO n FROM pg_stat_activity
+     WHERE application_name = 'netrun_pool:self' AND state LIKE 'idle in transaction%';
+    EXIT WHEN n = 0;
+    PERFORM pg_sleep(0.05);
+  END LOOP;
+  RAISE NOTICE 'pooled connections left in a transaction: %', n;
+END $$;
+
+-- What the remote sees.
+SELECT * FROM netrun_pool.query('self',
+  'SELECT current_setting(''application_name''), current_setting(''DateStyle''), current_setting(''IntervalStyle'')')
+  AS t(app text, datestyle text, intervalstyle text);
+
+--
+-- Errors.
+--
+-- The remote's error is the caller's: SQLSTATE, message, detail, hint,
+-- plus a context line naming the connection.
+CREATE FUNCTION show_error(sql text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE state text; msg text; detail text; hint text; ctx text;
+BEGIN
+  EXECUTE sql;
+  RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+  GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
+      detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT, ctx = PG_EXCEPTION_CONTEXT;
+  RETURN format('%s: %s | detail: %s | hint: %s | context: %s', state, msg,
+                nullif(detail, ''), nullif(hint, ''), split_part(ctx, E'\n', 1));
+END $$;
+SELECT show_error($$SELECT netrun_pool.exec('self', 'INSERT INTO items (id) VALUES (1)')$$);
+SELECT show_error($$SELECT netrun_pool.fetchval('self', 'SELECT 1/0')$$);
+SELECT show_error($$SELECT netrun_pool.fetchval('self', 'SELEC 1')$$);
+SELECT show_error($$SELECT netrun_pool.exec('self', 'DO $x$ BEGIN RAISE EXCEPTION ''custom'' USING ERRCODE = ''P0042'', DETAIL = ''d'', HINT = ''h''; END $x$')$$);
+-- A read-only call cannot write.
+SELECT * FROM netrun_pool.query('self', 'DELETE FROM items RETURNING id', read_only => true)
+  AS t(id int);
+-- The column list must match what comes back.
+SELECT * FROM netrun_pool.query('self', 'SELECT 1, 2') AS t(a int);
+SELECT * FROM netrun_pool.query('self', 'SELECT ''abc''') AS t(a int);
+SELECT * FROM netrun_pool.query('self', 'SELECT 1');
+-- Bad arguments.
+SELECT netrun_pool.fetchval(NULL, 'SELECT 1');
+SELECT netrun_pool.fetchval('self', NULL);
+SELECT netrun_pool.fetchval('nope', 'SELECT 1');
+SELECT netrun_pool.fetchval('self', 'SELECT $1', ARRAY[ARRAY['a']]);
+SELECT netrun_pool.fetchval('self', 'SELECT 1', array_fill('x'::text, ARRAY[70000]));
+SELECT netrun_pool.fetchval('self', 'SELECT $1 || $2', ARRAY['only one']);
+-- After all those errors the connection still serves.
+SELECT netrun_pool.fetchval('self', 'SELECT count(*) FROM items');
+
+-- A disabled connection refuses calls.
+SELECT netrun_pool.configure('self', enabled => false);
+DO $$
+BEGIN
+  FOR i IN 1..300 LOOP
+    EXIT WHEN (SELECT generation FROM netrun_pool.worker_status()) >= 0
+          AND NOT EXISTS (SELECT 1 FROM netrun_pool.connections WHERE enabled);
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+  -- the worker loads the change within a second
+  PERFORM pg_sleep(0.5);
+END $$;
+SELECT netrun_pool.fetchval('self', 'SELECT 1');
+SELECT netrun_pool.configure('self', enabled => true);
+SELECT pg_sleep(0.5);
+
+--
+-- Who may call.
+--
+CREATE ROLE caller LOGIN;
+SET ROLE caller;
+-- no usage
+SELECT netrun_pool.fetchval('self', 'SELECT 1');
+RESET ROLE;
+SELECT netrun_pool.grant_usage('self', 'caller');
+SELECT pg_sleep(0.5);
+SET ROLE caller;
+-- usage, but this remote asked for no password (CVE-2007-3278)
+SELECT netrun_pool.fetchval('self', 'SELECT 1');
+RESET ROLE;
+-- a superuser may waive that for a connection it trusts
+SELECT netrun_pool.configure('self', password_required => false);
+SELECT pg_sleep(0.5);
+SET ROLE caller;
+SELECT netrun_pool.fetchval('self', 'SELECT current_user');
+RESET ROLE;
+
+-- Clean up.
+DROP FUNCTION show_error(text);
+SELECT netrun_pool.unregister('self');
+DROP ROLE caller;
+DROP TABLE items;
