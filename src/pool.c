@@ -27,6 +27,8 @@
  */
 #include "postgres.h"
 
+#include <sys/socket.h>
+
 #include "catalog/pg_type.h"
 #include "lib/ilist.h"
 #include "libpq-fe.h"
@@ -793,6 +795,28 @@ pool_count_state(Pool *pool, ConnState state)
  * (within pool_max + max_overflow) for waiters that no idle or opening
  * connection will serve.
  */
+/*
+ * Is an idle connection still good?  An idle connection has nothing to
+ * read: EOF means the remote closed it, and pending bytes are what a
+ * server sends before it closes (the FATAL of a shutdown or of
+ * pg_terminate_backend).  One non-blocking peek, so a dead connection is
+ * replaced before anything is sent on it.
+ */
+static bool
+conn_idle_is_sound(RemoteConn *rc)
+{
+	char		c;
+	ssize_t		r;
+
+	if (PQstatus(rc->conn) != CONNECTION_OK ||
+		PQtransactionStatus(rc->conn) != PQTRANS_IDLE)
+		return false;
+	r = recv(PQsocket(rc->conn), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (r >= 0)
+		return false;
+	return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+}
+
 static RemoteConn *
 pool_take_idle(Pool *pool)
 {
@@ -805,8 +829,7 @@ pool_take_idle(Pool *pool)
 		if (rc->state != CONN_IDLE)
 			continue;
 		/* A connection that died while idle is replaced, not handed out. */
-		if (!PQconsumeInput(rc->conn) || PQstatus(rc->conn) != CONNECTION_OK ||
-			PQtransactionStatus(rc->conn) != PQTRANS_IDLE)
+		if (!conn_idle_is_sound(rc))
 		{
 			conn_close(rc);
 			continue;

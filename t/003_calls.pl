@@ -1,0 +1,200 @@
+# Calls through the pool against real remotes: who may call (usage, and
+# the password rule of CVE-2007-3278), sharing (32 clients, pool_max 4),
+# acquire timeout, cancel and timeouts reaching the remote, a large
+# result, and recovery from a killed worker and a restarted remote.
+use strict;
+use warnings;
+
+use IPC::Run;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use NetrunTest;
+
+my $tmp = PostgreSQL::Test::Utils::tempdir;
+my $keyfile = NetrunTest::write_key_file("$tmp/secret.key");
+my $password = 'Calls-S3cret-pw';
+
+# A remote that wants scram-sha-256 over TCP, and one that trusts.
+my $remote = NetrunTest::start_remote('remote');
+NetrunTest::require_scram($remote);
+$remote->safe_psql('postgres', qq{
+	SET password_encryption = 'scram-sha-256';
+	CREATE ROLE remote_app LOGIN PASSWORD '$password';
+	CREATE TABLE kv (k int PRIMARY KEY, v text);
+	INSERT INTO kv SELECT g, 'v' || g FROM generate_series(1, 1000) g;
+	GRANT SELECT, INSERT ON kv TO remote_app;
+});
+my $trusting = NetrunTest::start_remote('trusting');
+
+my $local = NetrunTest::start_local('local',
+	conf => "netrun_pool.secret_key_file = '$keyfile'");
+$local->safe_psql('postgres', 'CREATE EXTENSION netrun_pool');
+ok(NetrunTest::wait_for_state($local, 'postgres', 'running'), 'worker running');
+
+my $scram = NetrunTest::tcp_conninfo($remote) . " user=remote_app password=$password";
+$local->safe_psql('postgres', qq{
+	CREATE ROLE app_user LOGIN;
+	CREATE ROLE outsider LOGIN;
+	SELECT netrun_pool.register('r', '$scram', pool_max => 4, acquire_timeout_ms => 60000);
+	SELECT netrun_pool.register('held', '$scram', pool_max => 1, acquire_timeout_ms => 300);
+	SELECT netrun_pool.register('trusted', '@{[ NetrunTest::tcp_conninfo($trusting) ]}');
+	SELECT netrun_pool.grant_usage(n, 'app_user') FROM unnest(ARRAY['r', 'held', 'trusted']) n;
+});
+ok($local->poll_query_until('postgres', 'SELECT pools FROM netrun_pool.worker_status()', '3'),
+	'worker loaded three connections');
+
+# --- who may call ------------------------------------------------------
+is($local->safe_psql('postgres',
+		"SELECT netrun_pool.fetchval('r', 'SELECT current_user')", extra_params => [ '-U', 'app_user' ]),
+	'remote_app', 'a non-superuser with usage calls a scram remote');
+my ($ret, $out, $err) = $local->psql('postgres',
+	"SELECT netrun_pool.fetchval('r', 'SELECT 1')", extra_params => [ '-U', 'outsider' ]);
+like($err, qr/ERROR:  permission denied for netrun_pool connection "r"/,
+	'the same call without usage is refused');
+($ret, $out, $err) = $local->psql('postgres',
+	"SELECT netrun_pool.fetchval('trusted', 'SELECT 1')", extra_params => [ '-U', 'app_user' ]);
+like($err, qr/ERROR:  password is required for netrun_pool connection "trusted"/,
+	'a remote that trusts is refused to a non-superuser (password_required)');
+is($local->safe_psql('postgres', "SELECT netrun_pool.fetchval('trusted', 'SELECT 1')"),
+	'1', 'a superuser may use it');
+
+# --- 32 clients share 4 remote connections -------------------------------
+my $script = "$tmp/calls.sql";
+open(my $fh, '>', $script) or die;
+print $fh <<'SQL';
+\set k random(1, 1000)
+SELECT netrun_pool.fetchval('r', 'SELECT v FROM kv WHERE k = $1', ARRAY[:k::text]) = 'v' || :k AS ok \gset
+\if :ok
+\else
+SELECT 1/0;
+\endif
+SQL
+close($fh);
+
+my ($bout, $berr) = ('', '');
+my $bench = IPC::Run::start(
+	[ 'pgbench', '-n', '-c', '32', '-j', '2', '-T', '6', '-f', $script,
+	  '-U', 'app_user', '-d', $local->connstr('postgres') ],
+	'>', \$bout, '2>', \$berr);
+my $peak = 0;
+my $samples = 0;
+while ($bench->pumpable)
+{
+	my $n = $remote->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'netrun_pool:%'");
+	$peak = $n if $n > $peak;
+	$samples++;
+	IPC::Run::pump_nb($bench);
+	select(undef, undef, undef, 0.1);
+}
+$bench->finish;
+is($bench->result(0), 0, 'pgbench: 32 clients, every result correct') or diag($berr);
+like($bout, qr/number of failed transactions: 0/, 'no failed transactions');
+my ($tx) = $bout =~ /number of transactions actually processed: (\d+)/;
+ok($tx && $tx > 32, "calls were served ($tx)");
+ok($peak >= 1 && $peak <= 4, "remote never held more than pool_max = 4 connections (peak $peak over $samples samples)");
+
+# --- acquire timeout: the only connection is held -------------------------
+my ($sout, $serr) = ('', '');
+my $sleeper = IPC::Run::start(
+	[ 'psql', '-X', '-d', $local->connstr('postgres'), '-c',
+	  "SELECT netrun_pool.fetchval('held', 'SELECT pg_sleep(3)')" ],
+	'>', \$sout, '2>', \$serr);
+ok($remote->poll_query_until('postgres',
+		"SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'netrun_pool:held' AND state = 'active'"),
+	'the held pool is busy');
+($ret, $out, $err) = $local->psql('postgres', "SELECT netrun_pool.fetchval('held', 'SELECT 1')");
+like($err, qr/ERROR:  timed out waiting for a connection from netrun_pool connection "held"/,
+	'a caller times out waiting for a connection');
+like($err, qr/DETAIL:  pool_max is 1, max_overflow 0; 1 connections are open and 1 callers are waiting\./,
+	'the detail gives the pool size and the waiters');
+$sleeper->finish;
+is($sleeper->result(0), 0, 'the holder finished normally');
+
+# --- cancel and timeouts reach the remote ---------------------------------
+sub remote_sleepers
+{
+	return $remote->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(300)%' AND state = 'active'");
+}
+
+($sout, $serr) = ('', '');
+my $victim = IPC::Run::start(
+	[ 'psql', '-X', '-d', $local->connstr('postgres'), '-c',
+	  "SELECT netrun_pool.fetchval('r', 'SELECT pg_sleep(300)')" ],
+	'>', \$sout, '2>', \$serr);
+ok($remote->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(300)%' AND state = 'active'"),
+	'the remote runs the long query');
+$local->safe_psql('postgres',
+	"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(300)%' AND pid <> pg_backend_pid() AND backend_type = 'client backend'");
+$victim->finish;
+like($serr, qr/canceling statement due to user request/, 'pg_cancel_backend cancels the call');
+ok($remote->poll_query_until('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(300)%' AND state = 'active'", '0'),
+	'and the remote query is gone (long before its 300 s)');
+
+($ret, $out, $err) = $local->psql('postgres',
+	"SET statement_timeout = '500ms'; SELECT netrun_pool.fetchval('r', 'SELECT pg_sleep(300)')");
+like($err, qr/canceling statement due to statement timeout/, 'a local statement_timeout ends the call');
+ok($remote->poll_query_until('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(300)%' AND state = 'active'", '0'),
+	'and the remote query is gone');
+
+$local->safe_psql('postgres', "SELECT netrun_pool.configure('r', statement_timeout_ms => 300)");
+sleep(1);
+($ret, $out, $err) = $local->psql('postgres',
+	"SELECT netrun_pool.fetchval('r', 'SELECT pg_sleep(300)')", extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($err, qr/ERROR:  57014: canceling statement due to statement timeout/,
+	'statement_timeout_ms is the remote statement_timeout, with the remote SQLSTATE');
+$local->safe_psql('postgres', "SELECT netrun_pool.configure('r', statement_timeout_ms => 0)");
+sleep(1);
+
+# After all that, the pool still serves.
+is($local->safe_psql('postgres', "SELECT netrun_pool.fetchval('r', 'SELECT count(*) FROM kv')"),
+	'1000', 'the pool serves after cancels and timeouts');
+
+# --- a large result streams through ---------------------------------------
+is($local->safe_psql('postgres',
+		"SELECT count(*), count(DISTINCT j->>'g') FROM netrun_pool.query_json('r', 'SELECT g FROM generate_series(1, 1000000) g') j"),
+	'1000000|1000000', 'a 1-million-row query_json arrives whole, counted exactly');
+
+# --- the worker dies mid-call: callers hear it, and it comes back ----------
+($sout, $serr) = ('', '');
+$victim = IPC::Run::start(
+	[ 'psql', '-X', '-d', $local->connstr('postgres'), '-c',
+	  "SELECT netrun_pool.fetchval('r', 'SELECT pg_sleep(300)')" ],
+	'>', \$sout, '2>', \$serr);
+ok($remote->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(300)%' AND state = 'active'"),
+	'a call is in flight');
+my $wpid = NetrunTest::status_field($local, 'postgres', 'worker_pid');
+kill 'TERM', $wpid;
+$victim->finish;
+like($serr, qr/netrun_pool worker is not running/, 'a caller in flight gets a clear error when the worker stops');
+ok(NetrunTest::wait_for_state($local, 'postgres', 'running'), 'the launcher starts a new worker');
+ok($local->poll_query_until('postgres', 'SELECT pools FROM netrun_pool.worker_status()', '3'),
+	'which loads the registry');
+ok($remote->poll_query_until('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(300)%' AND state = 'active'", '0'),
+	'the old worker\'s remote query is gone');
+is($local->safe_psql('postgres', "SELECT netrun_pool.fetchval('r', 'SELECT 42')"),
+	'42', 'calls succeed with the new worker');
+
+$wpid = NetrunTest::status_field($local, 'postgres', 'worker_pid');
+kill 'KILL', $wpid;
+ok($local->poll_query_until('postgres',
+		"SELECT state = 'running' AND worker_pid <> $wpid AND pools = 3 FROM netrun_pool.worker_status()"),
+	'after SIGKILL the server recovers and the worker is back');
+is($local->safe_psql('postgres', "SELECT netrun_pool.fetchval('r', 'SELECT 43')"),
+	'43', 'calls succeed after the crash');
+
+# --- the remote restarts: dead idle connections are replaced --------------
+$local->safe_psql('postgres', "SELECT netrun_pool.fetchval('r', 'SELECT 1')");
+$remote->restart;
+is($local->safe_psql('postgres', "SELECT netrun_pool.fetchval('r', 'SELECT 44')"),
+	'44', 'after a remote restart the next call succeeds on a new connection');
+
+ok(!$local->log_contains($password), 'the password never reaches the local log');
+done_testing();
