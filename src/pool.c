@@ -969,8 +969,13 @@ pool_sync(PoolDefinition *defs, int ndefs)
 			pfree(pool->secret);
 		pool->settings = d->settings;
 		pool->conninfo = pstrdup(d->conninfo);
-		pool->secret = d->secret ? (bytea *) pnstrdup((char *) d->secret,
-													   VARSIZE_ANY(d->secret)) : NULL;
+		pool->secret = NULL;
+		if (d->secret)
+		{
+			/* ciphertext: copy bytes, not a C string (it holds NULs) */
+			pool->secret = palloc(VARSIZE_ANY(d->secret));
+			memcpy(pool->secret, d->secret, VARSIZE_ANY(d->secret));
+		}
 		pool->present = true;
 	}
 

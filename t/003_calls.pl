@@ -59,6 +59,21 @@ like($err, qr/ERROR:  password is required for netrun_pool connection "trusted"/
 is($local->safe_psql('postgres', "SELECT netrun_pool.fetchval('trusted', 'SELECT 1')"),
 	'1', 'a superuser may use it');
 
+# Twenty registrations of the same password: twenty nonces, so twenty
+# different ciphertexts.  About one in five holds a NUL byte; each must
+# still connect (ciphertext is bytes, not a C string).
+$local->safe_psql('postgres', qq{
+	SELECT netrun_pool.register('copy_' || i, '$scram', pool_max => 1) FROM generate_series(1, 20) i;
+});
+ok($local->poll_query_until('postgres', 'SELECT pools FROM netrun_pool.worker_status()', '23'),
+	'the worker loaded the twenty copies');
+is($local->safe_psql('postgres',
+		"SELECT count(*) FROM generate_series(1, 20) i WHERE netrun_pool.fetchval('copy_' || i, 'SELECT current_user') = 'remote_app'"),
+	'20', 'every stored secret decrypts in the worker and authenticates');
+$local->safe_psql('postgres', "SELECT count(netrun_pool.unregister('copy_' || i)) FROM generate_series(1, 20) i");
+ok($local->poll_query_until('postgres', 'SELECT pools FROM netrun_pool.worker_status()', '3'),
+	'and unregistered again');
+
 # --- 32 clients share 4 remote connections -------------------------------
 my $script = "$tmp/calls.sql";
 open(my $fh, '>', $script) or die;
