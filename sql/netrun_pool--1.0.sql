@@ -93,6 +93,12 @@ RETURNS record
 AS 'MODULE_PATHNAME', 'netrun_prepare_conninfo'
 LANGUAGE C STRICT VOLATILE;
 
+-- unregister(force => true): the worker cancels calls in flight at commit.
+CREATE FUNCTION netrun_pool._request_force_retire(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'netrun_request_force_retire'
+LANGUAGE C STRICT VOLATILE;
+
 -- One field of a normalized connection string (NULL if absent).
 CREATE FUNCTION netrun_pool._conninfo_get(conninfo text, key text)
 RETURNS text
@@ -385,9 +391,12 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM netrun_pool._not_found(name);
     END IF;
-    -- The worker retires the pool at its next reload.  "force" (cancel the
-    -- calls in flight instead of letting them finish) is honoured by the
-    -- pool once calls exist; the registry only records the removal.
+    -- The worker retires the pool at its next reload: calls in flight
+    -- finish on their connections, which then close.  With force, those
+    -- calls fail at once and their connections close.
+    IF force THEN
+        PERFORM netrun_pool._request_force_retire(name);
+    END IF;
 END
 $$;
 
@@ -489,6 +498,7 @@ REVOKE ALL ON FUNCTION
     netrun_pool.grant_usage(text, regrole),
     netrun_pool.revoke_usage(text, regrole),
     netrun_pool._prepare_conninfo(text, text),
+    netrun_pool._request_force_retire(text),
     netrun_pool._begin_registry_change(),
     netrun_pool._lock_registry(),
     netrun_pool._check_registry_row(netrun_pool.registry)

@@ -26,6 +26,9 @@
 /* Shown in pg_stat_activity instead of a registry call, which may hold a password. */
 #define NETRUN_HIDDEN_STATEMENT "<netrun_pool registry change: statement hidden>"
 
+/* unregister(force => true) names awaiting the worker; more means "all". */
+#define NETRUN_MAX_FORCED		16
+
 /* Grants of usage kept per connection in shared memory. */
 #define NETRUN_MAX_GRANTEES		32
 
@@ -105,6 +108,14 @@ typedef struct NetrunShared
 	 * commit (registry.c); atomic, so no lock.
 	 */
 	pg_atomic_uint64 registry_generation;
+
+	/*
+	 * Connections unregistered with force, published at commit before the
+	 * generation moves, consumed by the worker's next load.  Under mutex.
+	 */
+	int			nforced;
+	bool		forced_overflow;	/* too many: treat every removal as forced */
+	char		forced[NETRUN_MAX_FORCED][NAMEDATALEN];
 
 	/*
 	 * The registry as the worker last loaded it: written by the worker

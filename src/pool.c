@@ -1033,6 +1033,51 @@ pool_sync(PoolDefinition *defs, int ndefs)
 	MemoryContextSwitchTo(old);
 }
 
+/*
+ * unregister(force => true): the calls still running on a removed pool
+ * fail now, and their connections close (which stops the remote query).
+ * With all_removed, every pool that is no longer registered.
+ */
+void
+pool_force_retire(const char *name, bool all_removed)
+{
+	dlist_mutable_iter it;
+
+	dlist_foreach_modify(it, &all_pools)
+	{
+		Pool	   *pool = dlist_container(Pool, node, it.cur);
+		dlist_mutable_iter cit;
+
+		if (pool->present)
+			continue;
+		if (!all_removed && strcmp(pool->settings.name, name) != 0)
+			continue;
+
+		dlist_foreach_modify(cit, &pool->conns)
+		{
+			RemoteConn *rc = dlist_container(RemoteConn, node, cit.cur);
+
+			rc->retire = true;
+			if (rc->state == CONN_BUSY && rc->req)
+				request_fail(rc->req, "57014",
+							 psprintf("netrun_pool connection \"%s\" was unregistered",
+									  pool->settings.name),
+							 "It was unregistered with force => true while the call ran.",
+							 NULL);
+			else if (rc->state != CONN_IDLE)
+				conn_close(rc);
+		}
+		if (pool->nconns == 0)
+		{
+			dlist_delete(&pool->node);
+			pfree(pool->conninfo);
+			if (pool->secret)
+				pfree(pool->secret);
+			pfree(pool);
+		}
+	}
+}
+
 /* The extension went away or the worker stops: close everything. */
 void
 pool_shutdown_all(void)

@@ -36,6 +36,10 @@
 PG_FUNCTION_INFO_V1(netrun_registry_changed);
 PG_FUNCTION_INFO_V1(netrun_begin_registry_change);
 PG_FUNCTION_INFO_V1(netrun_check_secrets);
+PG_FUNCTION_INFO_V1(netrun_request_force_retire);
+
+/* This transaction's unregister(force => true) names, in TopTransactionContext. */
+static List *forced_names = NIL;
 
 /* Per-transaction state of this backend. */
 static bool registry_change_pending = false;	/* bump at commit */
@@ -56,6 +60,19 @@ registry_xact_callback(XactEvent event, void *arg)
 			if (registry_change_pending && netrun_shared != NULL)
 			{
 				Latch	   *latch;
+				ListCell   *lc;
+
+				/* forced names first: the worker reads them after the bump */
+				SpinLockAcquire(&netrun_shared->mutex);
+				foreach(lc, forced_names)
+				{
+					if (netrun_shared->nforced < NETRUN_MAX_FORCED)
+						strlcpy(netrun_shared->forced[netrun_shared->nforced++],
+								(char *) lfirst(lc), NAMEDATALEN);
+					else
+						netrun_shared->forced_overflow = true;
+				}
+				SpinLockRelease(&netrun_shared->mutex);
 
 				pg_atomic_fetch_add_u64(&netrun_shared->registry_generation, 1);
 				SpinLockAcquire(&netrun_shared->mutex);
@@ -66,11 +83,13 @@ registry_xact_callback(XactEvent event, void *arg)
 			}
 			registry_change_pending = false;
 			netrun_hide_statement = false;
+			forced_names = NIL;	/* its memory went with the transaction */
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			registry_change_pending = false;
 			netrun_hide_statement = false;
+			forced_names = NIL;
 			break;
 		default:
 			break;
@@ -105,6 +124,19 @@ netrun_begin_registry_change(PG_FUNCTION_ARGS)
 	registry_track_xact();
 	netrun_hide_statement = true;
 	pgstat_report_activity(STATE_RUNNING, NETRUN_HIDDEN_STATEMENT);
+	PG_RETURN_VOID();
+}
+
+/* unregister(force => true): cancel the calls in flight once this commits. */
+Datum
+netrun_request_force_retire(PG_FUNCTION_ARGS)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+
+	registry_track_xact();
+	forced_names = lappend(forced_names,
+						   text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	MemoryContextSwitchTo(old);
 	PG_RETURN_VOID();
 }
 
@@ -220,6 +252,26 @@ netrun_registry_load(void)
 
 	/* the worker's own pools first: they copy what they keep */
 	pool_sync(defs, nslots);
+
+	/* then the forced removals this load made visible */
+	{
+		char		forced[NETRUN_MAX_FORCED][NAMEDATALEN];
+		int			nforced;
+		bool		overflow;
+
+		SpinLockAcquire(&netrun_shared->mutex);
+		nforced = netrun_shared->nforced;
+		overflow = netrun_shared->forced_overflow;
+		memcpy(forced, netrun_shared->forced, sizeof(forced));
+		netrun_shared->nforced = 0;
+		netrun_shared->forced_overflow = false;
+		SpinLockRelease(&netrun_shared->mutex);
+
+		for (int i = 0; i < nforced; i++)
+			pool_force_retire(forced[i], false);
+		if (overflow)
+			pool_force_retire(NULL, true);
+	}
 
 	LWLockAcquire(netrun_shared->lock, LW_EXCLUSIVE);
 	memcpy(netrun_shared->pools, slots, sizeof(NetrunPoolSlot) * nslots);

@@ -166,6 +166,45 @@ like($err, qr/ERROR:  57014: canceling statement due to statement timeout/,
 $local->safe_psql('postgres', "SELECT netrun_pool.configure('r', statement_timeout_ms => 0)");
 sleep(1);
 
+# --- unregister while a call runs ------------------------------------------
+$local->safe_psql('postgres', qq{
+	SELECT netrun_pool.register('gone_soft', '$scram');
+	SELECT netrun_pool.register('gone_hard', '$scram');
+});
+ok($local->poll_query_until('postgres', 'SELECT pools FROM netrun_pool.worker_status()', '5'),
+	'two more connections loaded');
+
+($sout, $serr) = ('', '');
+my $soft = IPC::Run::start(
+	[ 'psql', '-X', '-At', '-d', $local->connstr('postgres'), '-c',
+	  "SELECT netrun_pool.fetchval('gone_soft', 'SELECT pg_sleep(2)::text || ''finished''')" ],
+	'>', \$sout, '2>', \$serr);
+ok($remote->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'netrun_pool:gone_soft' AND state = 'active'"),
+	'a call runs on gone_soft');
+$local->safe_psql('postgres', "SELECT netrun_pool.unregister('gone_soft')");
+$soft->finish;
+is($sout, "finished\n", 'without force, the call in flight finishes normally');
+ok($remote->poll_query_until('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'netrun_pool:gone_soft'", '0'),
+	'and its connection is then retired');
+
+($sout, $serr) = ('', '');
+my $hard = IPC::Run::start(
+	[ 'psql', '-X', '-At', '-d', $local->connstr('postgres'), '-c',
+	  "SELECT netrun_pool.fetchval('gone_hard', 'SELECT pg_sleep(300)')" ],
+	'>', \$sout, '2>', \$serr);
+ok($remote->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'netrun_pool:gone_hard' AND state = 'active'"),
+	'a call runs on gone_hard');
+$local->safe_psql('postgres', "SELECT netrun_pool.unregister('gone_hard', force => true)");
+$hard->finish;
+like($serr, qr/ERROR:  netrun_pool connection "gone_hard" was unregistered/,
+	'with force, the call in flight fails at once');
+ok($remote->poll_query_until('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'netrun_pool:gone_hard'", '0'),
+	'and its remote query and connection are gone');
+
 # After all that, the pool still serves.
 is($local->safe_psql('postgres', "SELECT netrun_pool.fetchval('r', 'SELECT count(*) FROM kv')"),
 	'1000', 'the pool serves after cancels and timeouts');
