@@ -5,6 +5,7 @@ use strict;
 use warnings;
 
 use File::Copy;
+use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -84,6 +85,25 @@ ok($local->log_contains(qr/statement: SELECT netrun_pool\.register\('x', 'host=h
 	'statement log lines blank a key=value password');
 ok($local->log_contains(qr{statement: SELECT netrun_pool\.register\('remote_db', 'postgresql://u:\*\*\*\@h/db'\)}),
 	'statement log lines blank a URI password');
+
+# --- pg_stat_activity: a registry call's text is replaced while it runs ----
+$local->safe_psql('postgres', 'CREATE ROLE watcher LOGIN IN ROLE pg_read_all_stats');
+my ($wout, $werr) = ('', '');
+my $slow = IPC::Run::start(
+	[ 'psql', '-X', '-d', $local->connstr('postgres'), '-c',
+	  "SELECT netrun_pool.register('slow_reg', 'host=h password=$password'); SELECT pg_sleep(3)" ],
+	'>', \$wout, '2>', \$werr);
+ok( $local->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep'",
+		't'),
+	'the registering session is still running');
+my $seen = $local->safe_psql('postgres',
+	"SELECT string_agg(query, ' | ') FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+	extra_params => [ '-U', 'watcher' ]);
+unlike($seen, qr/$password/, 'pg_stat_activity never shows the password to a pg_read_all_stats member');
+like($seen, qr/<netrun_pool registry change: statement hidden>/, 'it shows a placeholder instead');
+$slow->finish;
+$local->safe_psql('postgres', "SELECT netrun_pool.unregister('slow_reg')");
 
 # --- the key file's rules ------------------------------------------------
 chmod 0644, $keyfile;
