@@ -30,6 +30,7 @@
 #include <sys/socket.h>
 
 #include "catalog/pg_type.h"
+#include "common/pg_prng.h"
 #include "lib/ilist.h"
 #include "libpq-fe.h"
 #include "mb/pg_wchar.h"
@@ -70,6 +71,8 @@ typedef struct RemoteConn
 	bool		used_password;
 	bool		retire;			/* close when the current work ends */
 	TimestampTz connect_deadline;
+	TimestampTz created_at;
+	TimestampTz idle_since;		/* when it last became idle */
 	struct Request *req;		/* while BUSY */
 } RemoteConn;
 
@@ -85,6 +88,8 @@ typedef struct Pool
 	dlist_head	waiters;		/* Requests, oldest first */
 	int			nwaiting;
 	bool		dispatching;	/* guards pool_dispatch against reentry */
+	int			connect_failures;	/* in a row; drives the backoff */
+	TimestampTz next_warm_attempt;	/* no warm-up connect before this */
 } Pool;
 
 typedef enum RequestStep
@@ -265,7 +270,8 @@ conn_start(Pool *pool, char **error)
 	rc->conn = conn;
 	rc->state = CONN_CONNECTING;
 	rc->poll = PGRES_POLLING_WRITING;
-	rc->connect_deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+	rc->created_at = GetCurrentTimestamp();
+	rc->connect_deadline = TimestampTzPlusMilliseconds(rc->created_at,
 													   pool->settings.connect_timeout_ms);
 	dlist_push_tail(&pool->conns, &rc->node);
 	pool->nconns++;
@@ -290,8 +296,19 @@ conn_failed_to_connect(RemoteConn *rc, const char *why)
 {
 	Pool	   *pool = rc->pool;
 	char	   *detail = pstrdup(why);
+	long		backoff_ms;
 
 	conn_close(rc);
+
+	/*
+	 * Warm-up connects back off exponentially, with jitter so that many
+	 * pools do not retry in step: 100 ms, 200 ms, ... up to 30 s.
+	 */
+	pool->connect_failures++;
+	backoff_ms = Min(100L << Min(pool->connect_failures - 1, 9), 30000L);
+	backoff_ms = backoff_ms / 2 + (long) (pg_prng_double(&pg_global_prng_state) * backoff_ms / 2);
+	pool->next_warm_attempt = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														  backoff_ms);
 	if (!dlist_is_empty(&pool->waiters))
 	{
 		Request    *req = dlist_container(Request, node,
@@ -306,15 +323,30 @@ conn_failed_to_connect(RemoteConn *rc, const char *why)
 	pfree(detail);
 }
 
+static bool
+conn_too_old(RemoteConn *rc, TimestampTz now)
+{
+	return TimestampDifferenceExceeds(rc->created_at, now,
+									  rc->pool->settings.recycle_s * 1000);
+}
+
 static void
 conn_now_idle(RemoteConn *rc)
 {
+	TimestampTz now = GetCurrentTimestamp();
+
 	rc->state = CONN_IDLE;
 	rc->req = NULL;
 	rc->want_write = false;
-	if (rc->retire || !rc->pool->present)
+	rc->idle_since = now;
+	rc->pool->connect_failures = 0;
+	/* recycled only here, between calls: never while in use */
+	if (rc->retire || !rc->pool->present || conn_too_old(rc, now))
 	{
+		Pool	   *pool = rc->pool;
+
 		conn_close(rc);
+		pool_dispatch(pool);
 		return;
 	}
 	pool_dispatch(rc->pool);
@@ -1278,13 +1310,66 @@ pool_service_channels(void)
 	}
 }
 
+/*
+ * Lifetimes, at most a few times a second: idle connections past
+ * recycle_s, idle connections above pool_min past idle_timeout_s, and
+ * warm-up connects up to pool_min (with backoff after failures).
+ */
+static void
+pool_maintain(TimestampTz now)
+{
+	dlist_iter	it;
+
+	dlist_foreach(it, &all_pools)
+	{
+		Pool	   *pool = dlist_container(Pool, node, it.cur);
+		dlist_mutable_iter cit;
+
+		if (!pool->present || !pool->settings.enabled)
+			continue;
+
+		dlist_foreach_modify(cit, &pool->conns)
+		{
+			RemoteConn *rc = dlist_container(RemoteConn, node, cit.cur);
+
+			if (rc->state != CONN_IDLE)
+				continue;
+			if (conn_too_old(rc, now) ||
+				(pool->nconns > pool->settings.pool_min &&
+				 TimestampDifferenceExceeds(rc->idle_since, now,
+											pool->settings.idle_timeout_s * 1000)))
+				conn_close(rc);
+		}
+
+		while (pool->nconns < pool->settings.pool_min &&
+			   now >= pool->next_warm_attempt)
+		{
+			char	   *error;
+
+			if (conn_start(pool, &error) == NULL)
+			{
+				pool->connect_failures++;
+				pool->next_warm_attempt = TimestampTzPlusMilliseconds(now, 1000);
+				break;
+			}
+		}
+	}
+}
+
 /* Waiters past their deadline, connects past theirs. */
 static long
 pool_check_deadlines(void)
 {
+	static TimestampTz next_maintenance = 0;
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz next = 0;
 	dlist_iter	it;
+
+	if (now >= next_maintenance)
+	{
+		pool_maintain(now);
+		next_maintenance = TimestampTzPlusMilliseconds(now, 250);
+	}
 
 	dlist_foreach(it, &all_pools)
 	{

@@ -209,6 +209,48 @@ ok($remote->poll_query_until('postgres',
 is($local->safe_psql('postgres', "SELECT netrun_pool.fetchval('r', 'SELECT count(*) FROM kv')"),
 	'1000', 'the pool serves after cancels and timeouts');
 
+# --- lifetimes: pool_min kept warm, idle_timeout_s, recycle_s ---------------
+sub remote_conns
+{
+	my ($name) = @_;
+	return $remote->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'netrun_pool:$name'");
+}
+$local->safe_psql('postgres', qq{
+	SELECT netrun_pool.register('warm', '$scram', pool_min => 2, pool_max => 4, idle_timeout_s => 1);
+});
+ok($remote->poll_query_until('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'netrun_pool:warm'", '2'),
+	'pool_min connections are opened without any call');
+# Four concurrent calls open two more; once idle past idle_timeout_s the
+# pool shrinks back to pool_min, not below.
+my @busy = map {
+	IPC::Run::start([ 'psql', '-X', '-At', '-d', $local->connstr('postgres'), '-c',
+		"SELECT netrun_pool.fetchval('warm', 'SELECT pg_sleep(1)')" ], '>', \my $o, '2>', \my $e)
+} 1 .. 4;
+ok($remote->poll_query_until('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'netrun_pool:warm' AND state = 'active'", '4'),
+	'four calls use four connections');
+$_->finish for @busy;
+ok($remote->poll_query_until('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'netrun_pool:warm'", '2'),
+	'idle connections above pool_min close after idle_timeout_s');
+sleep(1);
+is(remote_conns('warm'), '2', 'and the pool stays at pool_min');
+
+# recycle_s: a connection older than that is replaced between calls.
+$local->safe_psql('postgres', "SELECT netrun_pool.configure('warm', pool_min => 1, recycle_s => 2)");
+sleep(1);
+my $pid1 = $local->safe_psql('postgres', "SELECT netrun_pool.fetchval('warm', 'SELECT pg_backend_pid()')");
+ok( $local->poll_query_until('postgres',
+		"SELECT netrun_pool.fetchval('warm', 'SELECT pg_backend_pid()') <> '$pid1'"),
+	'a connection older than recycle_s is replaced');
+# never while in use: a 3 s call on a 2 s recycle finishes normally
+is($local->safe_psql('postgres', "SELECT netrun_pool.fetchval('warm', 'SELECT pg_sleep(3)::text || ''ok''')"),
+	'ok', 'a call longer than recycle_s is not cut short');
+
+$local->safe_psql('postgres', "SELECT netrun_pool.unregister('warm')");
+
 # --- a large result streams through ---------------------------------------
 is($local->safe_psql('postgres',
 		"SELECT count(*), count(DISTINCT j->>'g') FROM netrun_pool.query_json('r', 'SELECT g FROM generate_series(1, 1000000) g') j"),
