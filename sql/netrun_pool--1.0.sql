@@ -536,3 +536,9 @@ CREATE FUNCTION netrun_pool.exec(name text, sql text, params text[] DEFAULT NULL
 RETURNS text
 AS 'MODULE_PATHNAME', 'netrun_exec'
 LANGUAGE C VOLATILE;
+
+-- Statements in one remote transaction, all or nothing; their command tags.
+CREATE FUNCTION netrun_pool.exec_transaction(name text, statements text[])
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'netrun_exec_transaction'
+LANGUAGE C VOLATILE;

@@ -99,6 +99,32 @@ SELECT show_error($$SELECT netrun_pool.exec('self', 'INSERT INTO items (id) VALU
 SELECT show_error($$SELECT netrun_pool.fetchval('self', 'SELECT 1/0')$$);
 SELECT show_error($$SELECT netrun_pool.fetchval('self', 'SELEC 1')$$);
 SELECT show_error($$SELECT netrun_pool.exec('self', 'DO $x$ BEGIN RAISE EXCEPTION ''custom'' USING ERRCODE = ''P0042'', DETAIL = ''d'', HINT = ''h''; END $x$')$$);
+-- exec_transaction: the statements run in one remote transaction, all or
+-- nothing, and their command tags come back.
+SELECT netrun_pool.exec_transaction('self', ARRAY[
+  'INSERT INTO items (id, label) VALUES (10, ''ten'')',
+  'UPDATE items SET label = upper(label) WHERE id = 10',
+  'SELECT * FROM items',
+  'DELETE FROM items WHERE id = 10']);
+-- One failure undoes the lot.
+SELECT show_error($$SELECT netrun_pool.exec_transaction('self', ARRAY[
+  'INSERT INTO items (id, label) VALUES (11, ''eleven'')',
+  'INSERT INTO items (id) VALUES (1)'])$$);
+SELECT count(*) AS eleven_rows FROM items WHERE id = 11;
+-- No statement may end the transaction: refused before anything runs ...
+SELECT netrun_pool.exec_transaction('self', ARRAY['INSERT INTO items (id) VALUES (12)', 'COMMIT']);
+SELECT netrun_pool.exec_transaction('self', ARRAY[' /* sneaky */ -- really
+  rollback']);
+-- ... and what hides behind another first word is refused by the remote:
+-- each statement travels alone, and a DO block cannot commit inside a
+-- transaction block.
+SELECT show_error($$SELECT netrun_pool.exec_transaction('self', ARRAY['INSERT INTO items (id) VALUES (12); COMMIT'])$$);
+SELECT show_error($$SELECT netrun_pool.exec_transaction('self', ARRAY['INSERT INTO items (id) VALUES (12)', 'DO $x$ BEGIN COMMIT; END $x$'])$$);
+SELECT count(*) AS twelve_rows FROM items WHERE id = 12;
+SELECT netrun_pool.exec_transaction('self', ARRAY[]::text[]);
+SELECT netrun_pool.exec_transaction('self', ARRAY['SELECT 1', NULL]);
+SELECT netrun_pool.exec_transaction('self', NULL);
+
 -- A read-only call cannot write.
 SELECT * FROM netrun_pool.query('self', 'DELETE FROM items RETURNING id', read_only => true)
   AS t(id int);

@@ -39,6 +39,7 @@ PG_FUNCTION_INFO_V1(netrun_query);
 PG_FUNCTION_INFO_V1(netrun_query_json);
 PG_FUNCTION_INFO_V1(netrun_fetchval);
 PG_FUNCTION_INFO_V1(netrun_exec);
+PG_FUNCTION_INFO_V1(netrun_exec_transaction);
 
 /* libpq takes at most this many parameters. */
 #define MAX_PARAMS		65535
@@ -591,4 +592,127 @@ netrun_exec(PG_FUNCTION_ARGS)
 	tag = api_call(name, CALL_EXEC, false, PG_GETARG_TEXT_PP(1),
 				   PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2), &sink);
 	PG_RETURN_TEXT_P(cstring_to_text(tag));
+}
+
+/* ---------------------------------------------------------------------
+ * exec_transaction: statements in one remote transaction, all or nothing
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * The first keyword of a statement, past whitespace and comments, upper-
+ * cased into buf.  Each statement travels alone (extended protocol), so
+ * its first keyword says what it is.
+ */
+static const char *
+first_keyword(const char *sql, char *buf, int buflen)
+{
+	const char *p = sql;
+	int			n = 0;
+
+	for (;;)
+	{
+		while (isspace((unsigned char) *p))
+			p++;
+		if (p[0] == '-' && p[1] == '-')
+		{
+			while (*p && *p != '\n')
+				p++;
+			continue;
+		}
+		if (p[0] == '/' && p[1] == '*')
+		{
+			const char *end = strstr(p + 2, "*/");
+
+			p = end ? end + 2 : p + strlen(p);
+			continue;
+		}
+		break;
+	}
+	while (isalpha((unsigned char) *p) && n < buflen - 1)
+		buf[n++] = pg_toupper((unsigned char) *p++);
+	buf[n] = '\0';
+	return buf;
+}
+
+/* Statements that would end the transaction exec_transaction owns. */
+static bool
+is_transaction_control(const char *sql)
+{
+	static const char *const words[] = {
+		"BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "PREPARE", NULL
+	};
+	char		buf[16];
+
+	first_keyword(sql, buf, sizeof(buf));
+	for (int i = 0; words[i]; i++)
+		if (strcmp(buf, words[i]) == 0)
+			return true;
+	return false;
+}
+
+Datum
+netrun_exec_transaction(PG_FUNCTION_ARGS)
+{
+	CallSink	sink = {0};
+	char	   *name;
+	char	   *tags;
+	ArrayType  *statements;
+	Datum	   *elems;
+	bool	   *elem_nulls;
+	int			n;
+	List	   *out = NIL;
+	Datum	   *result;
+	int			nresult = 0;
+	static text *empty_sql = NULL;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("netrun_pool connection name must not be null")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("statements must not be null")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	statements = PG_GETARG_ARRAYTYPE_P(1);
+	deconstruct_array(statements, TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &elem_nulls, &n);
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("statements must not be empty")));
+	for (int i = 0; i < n; i++)
+	{
+		if (elem_nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("statements must not contain NULL"),
+					 errdetail("Statement %d is NULL.", i + 1)));
+		if (is_transaction_control(TextDatumGetCString(elems[i])))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+					 errmsg("exec_transaction statements must not control the transaction"),
+					 errdetail("Statement %d begins, ends or prepares a transaction.", i + 1),
+					 errhint("exec_transaction begins the remote transaction and commits it after the last statement.")));
+	}
+
+	if (empty_sql == NULL)
+		empty_sql = (text *) MemoryContextAllocZero(TopMemoryContext, VARHDRSZ);
+	SET_VARSIZE(empty_sql, VARHDRSZ);
+
+	/* the statements travel as the request's parameters */
+	tags = api_call(name, CALL_TRANSACTION, false, empty_sql, statements, &sink);
+
+	for (char *line = strtok(tags, "\n"); line; line = strtok(NULL, "\n"))
+		out = lappend(out, line);
+	result = palloc(sizeof(Datum) * Max(list_length(out), 1));
+	{
+		ListCell   *lc;
+
+		foreach(lc, out)
+			result[nresult++] = CStringGetTextDatum((char *) lfirst(lc));
+	}
+	PG_RETURN_ARRAYTYPE_P(construct_array(result, nresult, TEXTOID, -1, false,
+										  TYPALIGN_INT));
 }

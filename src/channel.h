@@ -43,7 +43,10 @@
 typedef enum ChannelCallKind
 {
 	CALL_ROWS = 1,				/* query, query_json, fetchval: rows wanted */
-	CALL_EXEC = 2				/* exec: command tag wanted */
+	CALL_EXEC = 2,				/* exec: command tag wanted */
+	CALL_TRANSACTION = 3		/* exec_transaction: the params are the
+								 * statements; the tags come back, one per
+								 * line */
 } ChannelCallKind;
 
 #define REQ_READ_ONLY		0x01

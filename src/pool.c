@@ -124,6 +124,8 @@ typedef struct Request
 	StringInfoData final;		/* the last message: 'C' or 'E' */
 	bool		final_ready;	/* remote work over; final is complete */
 	char	   *tag;
+	int			next_statement; /* CALL_TRANSACTION: index into params */
+	StringInfoData tags;		/* CALL_TRANSACTION: one tag per line */
 	char		pool_name[NAMEDATALEN];
 } Request;
 
@@ -611,19 +613,34 @@ request_note_remote_error(Request *req, const PGresult *res)
 					  PQresultErrorField(res, PG_DIAG_CONTEXT));
 }
 
+typedef enum SendMode
+{
+	SEND_SIMPLE,				/* our own BEGIN/COMMIT/ROLLBACK */
+	SEND_WITH_PARAMS,			/* the caller's statement, single-row mode */
+	SEND_ONE_STATEMENT			/* extended protocol, no params: exactly one
+								 * command (exec_transaction) */
+} SendMode;
+
 static bool
-request_send(Request *req, const char *sql, bool with_params)
+request_send(Request *req, const char *sql, SendMode mode)
 {
 	PGconn	   *conn = req->rc->conn;
 	int			ok;
 
-	if (with_params)
-		ok = PQsendQueryParams(conn, sql, req->nparams, NULL, req->params,
-							   NULL, NULL, 0);
-	else
-		ok = PQsendQuery(conn, sql);
-	if (ok && with_params)
-		ok = PQsetSingleRowMode(conn);
+	switch (mode)
+	{
+		case SEND_WITH_PARAMS:
+			ok = PQsendQueryParams(conn, sql, req->nparams, NULL, req->params,
+								   NULL, NULL, 0) &&
+				PQsetSingleRowMode(conn);
+			break;
+		case SEND_ONE_STATEMENT:
+			ok = PQsendQueryParams(conn, sql, 0, NULL, NULL, NULL, NULL, 0);
+			break;
+		default:
+			ok = PQsendQuery(conn, sql);
+			break;
+	}
 	if (!ok)
 	{
 		char	   *msg = conn_error_message(conn);
@@ -631,7 +648,7 @@ request_send(Request *req, const char *sql, bool with_params)
 		req->rc->retire = true;
 		request_fail(req, "08006",
 					 psprintf("could not send a query to netrun_pool connection \"%s\"",
-							  req->pool->settings.name),
+							  req->pool_name),
 					 msg, NULL);
 		return false;
 	}
@@ -664,16 +681,35 @@ request_start(Request *req, RemoteConn *rc)
 		return;
 	}
 
-	if (req->flags & REQ_READ_ONLY)
+	if (req->kind == CALL_TRANSACTION)
 	{
 		req->step = STEP_BEGIN;
-		request_send(req, "BEGIN READ ONLY", false);
+		request_send(req, "BEGIN", SEND_SIMPLE);
+	}
+	else if (req->flags & REQ_READ_ONLY)
+	{
+		req->step = STEP_BEGIN;
+		request_send(req, "BEGIN READ ONLY", SEND_SIMPLE);
 	}
 	else
 	{
 		req->step = STEP_MAIN;
-		request_send(req, req->sql, true);
+		request_send(req, req->sql, SEND_WITH_PARAMS);
 	}
+}
+
+/* exec_transaction: send the next statement, or COMMIT after the last. */
+static void
+request_next_statement(Request *req)
+{
+	if (req->next_statement < req->nparams)
+	{
+		req->step = STEP_MAIN;
+		request_send(req, req->params[req->next_statement++], SEND_ONE_STATEMENT);
+		return;
+	}
+	req->step = STEP_END;
+	request_send(req, "COMMIT", SEND_SIMPLE);
 }
 
 /* The current step's results are all in: move on. */
@@ -688,19 +724,46 @@ request_step_done(Request *req)
 				request_conclude(req);
 				return;
 			}
+			if (req->kind == CALL_TRANSACTION)
+			{
+				request_next_statement(req);
+				return;
+			}
 			req->step = STEP_MAIN;
-			request_send(req, req->sql, true);
+			request_send(req, req->sql, SEND_WITH_PARAMS);
 			return;
 		case STEP_MAIN:
+			if (req->kind == CALL_TRANSACTION)
+			{
+				/* all or nothing: a statement may not end the transaction */
+				if (!req->failed &&
+					PQtransactionStatus(req->rc->conn) != PQTRANS_INTRANS)
+					request_set_error(req, "25000",
+									  "exec_transaction statements must not end the transaction",
+									  psprintf("Statement %d committed or rolled back the remote transaction.",
+											   req->next_statement),
+									  "Leave out COMMIT, ROLLBACK and the like: exec_transaction commits at the end.",
+									  NULL);
+				if (!req->failed)
+				{
+					request_next_statement(req);
+					return;
+				}
+				req->step = STEP_END;
+				request_send(req, "ROLLBACK", SEND_SIMPLE);
+				return;
+			}
 			if (req->flags & REQ_READ_ONLY)
 			{
 				req->step = STEP_END;
-				request_send(req, req->failed ? "ROLLBACK" : "COMMIT", false);
+				request_send(req, req->failed ? "ROLLBACK" : "COMMIT", SEND_SIMPLE);
 				return;
 			}
 			request_conclude(req);
 			return;
 		case STEP_END:
+			if (req->kind == CALL_TRANSACTION && !req->failed)
+				req->tag = req->tags.data;
 			request_conclude(req);
 			return;
 		default:
@@ -760,7 +823,16 @@ request_advance(Request *req)
 					PQresultStatus(res) == PGRES_TUPLES_OK)
 					request_add_rowdesc(req, res);
 				if (req->step == STEP_MAIN && !req->failed)
-					req->tag = pstrdup(PQcmdStatus(res));
+				{
+					if (req->kind == CALL_TRANSACTION)
+					{
+						if (req->tags.len > 0)
+							appendStringInfoChar(&req->tags, '\n');
+						appendStringInfoString(&req->tags, PQcmdStatus(res));
+					}
+					else
+						req->tag = pstrdup(PQcmdStatus(res));
+				}
 				break;
 			default:
 				request_note_remote_error(req, res);
@@ -1158,6 +1230,7 @@ request_parse(int channel, const char *data, Size len)
 		initStringInfo(&req->batch);
 		initStringInfo(&req->out);
 		initStringInfo(&req->final);
+		initStringInfo(&req->tags);
 		MemoryContextSwitchTo(old);
 	}
 
