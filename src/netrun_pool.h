@@ -29,6 +29,11 @@
 /* unregister(force => true) names awaiting the worker; more means "all". */
 #define NETRUN_MAX_FORCED		16
 
+/* Codes of NetrunPoolSlot.pool_mode (index into netrun_pool_mode_names). */
+#define NETRUN_POOL_MODE_TRANSACTION	0
+#define NETRUN_POOL_MODE_SESSION		1
+#define NETRUN_POOL_MODE_NONE			2
+
 /* Grants of usage kept per connection in shared memory. */
 #define NETRUN_MAX_GRANTEES		32
 

@@ -995,7 +995,9 @@ pool_dispatch(Pool *pool)
 static void
 conn_release(RemoteConn *rc)
 {
-	if (PQstatus(rc->conn) != CONNECTION_OK || rc->retire || !rc->pool->present)
+	/* pool_mode none (serverless remotes): one connection per call */
+	if (PQstatus(rc->conn) != CONNECTION_OK || rc->retire || !rc->pool->present ||
+		rc->pool->settings.pool_mode == NETRUN_POOL_MODE_NONE)
 	{
 		conn_close(rc);
 		return;
@@ -1414,7 +1416,8 @@ pool_maintain(TimestampTz now)
 				conn_close(rc);
 		}
 
-		while (pool->nconns < pool->settings.pool_min &&
+		while (pool->settings.pool_mode != NETRUN_POOL_MODE_NONE &&
+			   pool->nconns < pool->settings.pool_min &&
 			   now >= pool->next_warm_attempt)
 		{
 			char	   *error;

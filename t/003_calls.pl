@@ -251,6 +251,29 @@ is($local->safe_psql('postgres', "SELECT netrun_pool.fetchval('warm', 'SELECT pg
 
 $local->safe_psql('postgres', "SELECT netrun_pool.unregister('warm')");
 
+# --- pool_mode none: a connection per call --------------------------------
+$local->safe_psql('postgres', "SELECT netrun_pool.register('percall', '$scram', pool_mode => 'none', pool_min => 1)");
+ok($local->poll_query_until('postgres', "SELECT count(*) FROM netrun_pool.connections WHERE name = 'percall'", '1'),
+	'percall registered');
+sleep(1);
+my $p1 = $local->safe_psql('postgres', "SELECT netrun_pool.fetchval('percall', 'SELECT pg_backend_pid()')");
+my $p2 = $local->safe_psql('postgres', "SELECT netrun_pool.fetchval('percall', 'SELECT pg_backend_pid()')");
+isnt($p1, $p2, 'pool_mode none connects for each call');
+ok($remote->poll_query_until('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'netrun_pool:percall'", '0'),
+	'and keeps nothing open afterwards, not even pool_min');
+$local->safe_psql('postgres', "SELECT netrun_pool.unregister('percall')");
+
+# --- any database of the server may call; the registry stays in one -------
+$local->safe_psql('postgres', 'CREATE DATABASE otherdb');
+$local->safe_psql('otherdb', 'CREATE EXTENSION netrun_pool');
+is($local->safe_psql('otherdb', "SELECT netrun_pool.fetchval('r', 'SELECT count(*) FROM kv')",
+		extra_params => [ '-U', 'app_user' ]),
+	'1000', 'a call from another database uses the same pool and grants');
+($ret, $out, $err) = $local->psql('otherdb', "SELECT netrun_pool.fetchval('r', 'SELECT 1')",
+	extra_params => [ '-U', 'outsider' ]);
+like($err, qr/permission denied for netrun_pool connection "r"/, 'and the same usage rules');
+
 # --- a large result streams through ---------------------------------------
 is($local->safe_psql('postgres',
 		"SELECT count(*), count(DISTINCT j->>'g') FROM netrun_pool.query_json('r', 'SELECT g FROM generate_series(1, 1000000) g') j"),
