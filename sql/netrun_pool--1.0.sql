@@ -542,3 +542,16 @@ CREATE FUNCTION netrun_pool.exec_transaction(name text, statements text[])
 RETURNS text[]
 AS 'MODULE_PATHNAME', 'netrun_exec_transaction'
 LANGUAGE C VOLATILE;
+
+-- Pin a connection and open a remote transaction for the rest of the local
+-- transaction; it commits at the local commit, rolls back at the abort.
+CREATE FUNCTION netrun_pool.begin(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'netrun_begin'
+LANGUAGE C VOLATILE;
+
+-- Session mode: give the session's connection back to the pool.
+CREATE FUNCTION netrun_pool.release(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'netrun_release'
+LANGUAGE C VOLATILE;

@@ -125,6 +125,84 @@ SELECT netrun_pool.exec_transaction('self', ARRAY[]::text[]);
 SELECT netrun_pool.exec_transaction('self', ARRAY['SELECT 1', NULL]);
 SELECT netrun_pool.exec_transaction('self', NULL);
 
+-- begin(): one remote transaction for the rest of the local one.  Later
+-- calls on the name join it; the local commit commits it, the local
+-- rollback rolls it back.
+CREATE TABLE ledger (id int PRIMARY KEY);
+BEGIN;
+SELECT netrun_pool.begin('self');
+SELECT netrun_pool.begin('self');  -- twice is once
+SELECT netrun_pool.exec('self', 'INSERT INTO ledger VALUES (1)');
+SELECT netrun_pool.exec_transaction('self', ARRAY['INSERT INTO ledger VALUES (2)']);
+SELECT netrun_pool.fetchval('self', 'SELECT count(*) FROM ledger') AS seen_inside;
+SELECT count(*) AS seen_outside FROM ledger;
+ROLLBACK;
+-- the remote transaction ends when its connection closes (bounded wait)
+DO $$
+BEGIN
+  FOR i IN 1..100 LOOP
+    EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity
+                           WHERE application_name = 'netrun_pool:self'
+                             AND state LIKE 'idle in transaction%');
+    PERFORM pg_sleep(0.05);
+  END LOOP;
+END $$;
+SELECT count(*) AS after_rollback FROM ledger;
+SELECT netrun_pool.exec('self', 'INSERT INTO ledger VALUES (1)') AS id_1_is_free;
+BEGIN;
+SELECT netrun_pool.begin('self');
+SELECT netrun_pool.exec('self', 'INSERT INTO ledger VALUES (2)');
+COMMIT;
+SELECT count(*) AS after_commit FROM ledger;
+-- A remote commit that fails fails the local commit, local work included.
+CREATE TABLE deferred_uniq (id int UNIQUE DEFERRABLE INITIALLY DEFERRED);
+CREATE TABLE local_mark (x int);
+BEGIN;
+INSERT INTO local_mark VALUES (1);
+SELECT netrun_pool.begin('self');
+SELECT netrun_pool.exec('self', 'INSERT INTO deferred_uniq VALUES (1), (1)');
+COMMIT;
+SELECT (SELECT count(*) FROM local_mark) AS local_rows, (SELECT count(*) FROM deferred_uniq) AS remote_rows;
+-- An error inside the remote transaction, even one caught locally, fails
+-- the local commit.
+BEGIN;
+SELECT netrun_pool.begin('self');
+SELECT show_error($$SELECT netrun_pool.exec('self', 'INSERT INTO ledger VALUES (1)')$$);
+INSERT INTO local_mark VALUES (2);
+COMMIT;
+SELECT count(*) AS local_rows FROM local_mark;
+-- No two-phase commit.
+BEGIN;
+SELECT netrun_pool.begin('self');
+PREPARE TRANSACTION 'netrun_test';
+-- After all that, calls outside begin() are plain again.
+SELECT netrun_pool.fetchval('self', 'SELECT count(*) FROM ledger');
+DROP TABLE ledger, deferred_uniq, local_mark;
+
+-- Session mode: the backend keeps its connection, session state and all,
+-- until release(); then DISCARD ALL and our settings again.
+SELECT netrun_pool.register('sess',
+    format('host=%s port=%s dbname=contrib_regression',
+           current_setting('unix_socket_directories'), current_setting('port')),
+    pool_mode => 'session', pool_max => 1);
+DO $$
+BEGIN
+  FOR i IN 1..300 LOOP
+    EXIT WHEN (SELECT pools FROM netrun_pool.worker_status()) = 2;
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+END $$;
+SELECT netrun_pool.exec('sess', 'SET search_path = pg_catalog');
+SELECT netrun_pool.fetchval('sess', 'SHOW search_path') AS same_session;
+SELECT netrun_pool.release('sess');
+SELECT netrun_pool.fetchval('sess', 'SHOW search_path') AS after_release;
+SELECT netrun_pool.fetchval('sess', 'SHOW DateStyle') AS settings_back;
+SELECT netrun_pool.release('sess');
+SELECT netrun_pool.release('sess');  -- nothing held: nothing to do
+SELECT netrun_pool.release(NULL);
+SELECT netrun_pool.begin(NULL);
+SELECT netrun_pool.unregister('sess');
+
 -- A read-only call cannot write.
 SELECT * FROM netrun_pool.query('self', 'DELETE FROM items RETURNING id', read_only => true)
   AS t(id int);

@@ -24,6 +24,7 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
+#include "access/xact.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
@@ -40,6 +41,8 @@ PG_FUNCTION_INFO_V1(netrun_query_json);
 PG_FUNCTION_INFO_V1(netrun_fetchval);
 PG_FUNCTION_INFO_V1(netrun_exec);
 PG_FUNCTION_INFO_V1(netrun_exec_transaction);
+PG_FUNCTION_INFO_V1(netrun_begin);
+PG_FUNCTION_INFO_V1(netrun_release);
 
 /* libpq takes at most this many parameters. */
 #define MAX_PARAMS		65535
@@ -76,6 +79,8 @@ typedef struct CallError
 	char	   *hint;
 	char	   *context;
 } CallError;
+
+static text *empty_text(void);
 
 /* Built once, reused by every call of this backend. */
 static StringInfo request_buf = NULL;
@@ -233,7 +238,9 @@ api_call(const char *name, ChannelCallKind kind, bool read_only, text *sql,
 	CallError  *err = NULL;
 	char	   *tag = NULL;
 
-	api_authorize(name);
+	/* ending a begin() or a session is always allowed */
+	if (kind != CALL_COMMIT && kind != CALL_ROLLBACK && kind != CALL_RELEASE)
+		api_authorize(name);
 
 	PG_TRY();
 	{
@@ -664,7 +671,6 @@ netrun_exec_transaction(PG_FUNCTION_ARGS)
 	List	   *out = NIL;
 	Datum	   *result;
 	int			nresult = 0;
-	static text *empty_sql = NULL;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -697,12 +703,8 @@ netrun_exec_transaction(PG_FUNCTION_ARGS)
 					 errhint("exec_transaction begins the remote transaction and commits it after the last statement.")));
 	}
 
-	if (empty_sql == NULL)
-		empty_sql = (text *) MemoryContextAllocZero(TopMemoryContext, VARHDRSZ);
-	SET_VARSIZE(empty_sql, VARHDRSZ);
-
 	/* the statements travel as the request's parameters */
-	tags = api_call(name, CALL_TRANSACTION, false, empty_sql, statements, &sink);
+	tags = api_call(name, CALL_TRANSACTION, false, empty_text(), statements, &sink);
 
 	for (char *line = strtok(tags, "\n"); line; line = strtok(NULL, "\n"))
 		out = lappend(out, line);
@@ -715,4 +717,127 @@ netrun_exec_transaction(PG_FUNCTION_ARGS)
 	}
 	PG_RETURN_ARRAYTYPE_P(construct_array(result, nresult, TEXTOID, -1, false,
 										  TYPALIGN_INT));
+}
+
+/* ---------------------------------------------------------------------
+ * begin() and release(): connections held across calls
+ * ---------------------------------------------------------------------
+ */
+
+/* Names begun in the current local transaction (TopMemoryContext). */
+static List *begun = NIL;
+static bool begin_callback_registered = false;
+
+static text *
+empty_text(void)
+{
+	static text *empty = NULL;
+
+	if (empty == NULL)
+	{
+		empty = (text *) MemoryContextAllocZero(TopMemoryContext, VARHDRSZ);
+		SET_VARSIZE(empty, VARHDRSZ);
+	}
+	return empty;
+}
+
+static void
+begun_clear(void)
+{
+	list_free_deep(begun);
+	begun = NIL;
+}
+
+/*
+ * The remote transactions follow the local one: committed at pre-commit,
+ * so a remote that refuses to commit fails the local commit; on abort the
+ * channel is discarded, and the worker closes the pinned connections,
+ * which rolls the remote work back.  There is no two-phase commit: with
+ * several connections begun, one may commit before another fails.
+ */
+static void
+begin_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+			if (begun != NIL)
+			{
+				List	   *names = begun;
+				ListCell   *lc;
+				CallSink	sink = {0};
+
+				begun = NIL;	/* an error below aborts; don't come back */
+				foreach(lc, names)
+					(void) api_call((char *) lfirst(lc), CALL_COMMIT, false,
+									empty_text(), NULL, &sink);
+				list_free_deep(names);
+			}
+			break;
+		case XACT_EVENT_PRE_PREPARE:
+			if (begun != NIL)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot prepare a transaction that has begun a netrun_pool remote transaction")));
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			if (begun != NIL)
+			{
+				begun_clear();
+				channel_backend_discard();
+			}
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PREPARE:
+			begun_clear();
+			break;
+	}
+}
+
+Datum
+netrun_begin(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	CallSink	sink = {0};
+	ListCell   *lc;
+	MemoryContext old;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("netrun_pool connection name must not be null")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+	foreach(lc, begun)
+		if (strcmp((char *) lfirst(lc), name) == 0)
+			PG_RETURN_VOID();	/* already begun in this transaction */
+
+	if (!begin_callback_registered)
+	{
+		RegisterXactCallback(begin_xact_callback, NULL);
+		begin_callback_registered = true;
+	}
+	(void) api_call(name, CALL_BEGIN, false, empty_text(), NULL, &sink);
+
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	begun = lappend(begun, pstrdup(name));
+	MemoryContextSwitchTo(old);
+	PG_RETURN_VOID();
+}
+
+Datum
+netrun_release(PG_FUNCTION_ARGS)
+{
+	CallSink	sink = {0};
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("netrun_pool connection name must not be null")));
+	(void) api_call(text_to_cstring(PG_GETARG_TEXT_PP(0)), CALL_RELEASE, false,
+					empty_text(), NULL, &sink);
+	PG_RETURN_VOID();
 }

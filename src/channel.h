@@ -44,9 +44,15 @@ typedef enum ChannelCallKind
 {
 	CALL_ROWS = 1,				/* query, query_json, fetchval: rows wanted */
 	CALL_EXEC = 2,				/* exec: command tag wanted */
-	CALL_TRANSACTION = 3		/* exec_transaction: the params are the
+	CALL_TRANSACTION = 3,		/* exec_transaction: the params are the
 								 * statements; the tags come back, one per
 								 * line */
+	CALL_BEGIN = 4,				/* begin(): pin a connection, open a remote
+								 * transaction */
+	CALL_COMMIT = 5,			/* local pre-commit: commit it */
+	CALL_ROLLBACK = 6,			/* roll it back (not used on abort: the
+								 * backend discards its channel then) */
+	CALL_RELEASE = 7			/* release(): end a session-mode pin */
 } ChannelCallKind;
 
 #define REQ_READ_ONLY		0x01

@@ -54,8 +54,11 @@ typedef enum ConnState
 	CONN_SETUP,					/* session settings being applied */
 	CONN_IDLE,					/* free in its pool */
 	CONN_BUSY,					/* running a request */
-	CONN_RESETTING				/* closing a transaction the caller left open */
+	CONN_RESETTING,				/* housekeeping SQL before it is idle again */
+	CONN_PINNED					/* held for one backend between its calls */
 } ConnState;
+
+#define MAX_HOUSEKEEPING 3
 
 struct Pool;
 struct Request;
@@ -74,6 +77,20 @@ typedef struct RemoteConn
 	TimestampTz created_at;
 	TimestampTz idle_since;		/* when it last became idle */
 	struct Request *req;		/* while BUSY */
+
+	/*
+	 * Pins: a begin() transaction (pin_txn) or a session-mode session
+	 * (pin_session) keep the connection for the backend of channel
+	 * pinned_to between its calls.
+	 */
+	int			pinned_to;		/* channel index, or -1 */
+	bool		pin_txn;
+	bool		pin_session;
+
+	/* SQL still to run, one query at a time, in SETUP and RESETTING */
+	const char *housekeeping[MAX_HOUSEKEEPING];
+	int			nhousekeeping;
+	char		setup_sql[256]; /* our session settings, for after DISCARD */
 } RemoteConn;
 
 typedef struct Pool
@@ -117,6 +134,7 @@ typedef struct Request
 	RemoteConn *rc;
 	bool		sent_rowdesc;
 	bool		failed;			/* an 'E' is to be (or was) sent */
+	bool		admitted;		/* passed the password check */
 	StringInfoData batch;		/* rows not yet sent */
 	int32		batch_rows;
 	StringInfoData out;			/* the message being sent */
@@ -133,6 +151,7 @@ typedef struct ChannelState
 {
 	WorkerChannel ch;
 	Request    *active;
+	List	   *lost;			/* pools whose begin() connection was lost */
 } ChannelState;
 
 static MemoryContext pool_context = NULL;
@@ -143,6 +162,9 @@ static void request_fail(Request *req, const char *sqlstate,
 						 const char *message, const char *detail,
 						 const char *hint);
 static void conn_release(RemoteConn *rc);
+static void channel_release_pins(int channel);
+static void request_next_statement(Request *req);
+static void conn_housekeep(RemoteConn *rc, ConnState state);
 static void pool_dispatch(Pool *pool);
 
 void
@@ -160,10 +182,16 @@ pool_init(void)
  * ---------------------------------------------------------------------
  */
 
+static void channel_note_lost(int channel, const char *pool_name);
+
 static void
 conn_close(RemoteConn *rc)
 {
 	Pool	   *pool = rc->pool;
+
+	/* a begin() transaction dies with its connection: tell its backend */
+	if (rc->pin_txn && rc->pinned_to >= 0)
+		channel_note_lost(rc->pinned_to, pool->settings.name);
 
 	if (rc->conn)
 	{
@@ -272,6 +300,7 @@ conn_start(Pool *pool, char **error)
 	rc->conn = conn;
 	rc->state = CONN_CONNECTING;
 	rc->poll = PGRES_POLLING_WRITING;
+	rc->pinned_to = -1;
 	rc->created_at = GetCurrentTimestamp();
 	rc->connect_deadline = TimestampTzPlusMilliseconds(rc->created_at,
 													   pool->settings.connect_timeout_ms);
@@ -354,6 +383,32 @@ conn_now_idle(RemoteConn *rc)
 	pool_dispatch(rc->pool);
 }
 
+/*
+ * Run rc->housekeeping[], one query at a time, then make the connection
+ * idle.  Queries go separately because DISCARD ALL refuses to run in the
+ * implicit transaction of a multi-statement string.
+ */
+static void
+conn_housekeep(RemoteConn *rc, ConnState state)
+{
+	const char *sql = rc->housekeeping[0];
+
+	rc->state = state;
+	rc->req = NULL;
+	for (int i = 1; i < rc->nhousekeeping; i++)
+		rc->housekeeping[i - 1] = rc->housekeeping[i];
+	rc->nhousekeeping--;
+	if (!PQsendQuery(rc->conn, sql))
+	{
+		if (state == CONN_SETUP)
+			conn_failed_to_connect(rc, conn_error_message(rc->conn));
+		else
+			conn_close(rc);
+		return;
+	}
+	rc->want_write = PQflush(rc->conn) == 1;
+}
+
 static void
 conn_advance_connect(RemoteConn *rc)
 {
@@ -381,23 +436,15 @@ conn_advance_connect(RemoteConn *rc)
 	 * the server's environment.  On PG >= 14 the remote also checks for a
 	 * client that went away, which is how a cancelled call stops there.
 	 */
-	{
-		char		sql[256];
-
-		snprintf(sql, sizeof(sql),
-				 "SET DateStyle = ISO; SET IntervalStyle = postgres; "
-				 "SET extra_float_digits = 3; SET statement_timeout = %d%s",
-				 rc->pool->settings.statement_timeout_ms,
-				 PQserverVersion(rc->conn) >= 140000 ?
-				 "; SET client_connection_check_interval = " CppAsString2(REMOTE_CHECK_INTERVAL_MS) : "");
-		if (!PQsendQuery(rc->conn, sql))
-		{
-			conn_failed_to_connect(rc, conn_error_message(rc->conn));
-			return;
-		}
-		rc->want_write = PQflush(rc->conn) == 1;
-		rc->state = CONN_SETUP;
-	}
+	snprintf(rc->setup_sql, sizeof(rc->setup_sql),
+			 "SET DateStyle = ISO; SET IntervalStyle = postgres; "
+			 "SET extra_float_digits = 3; SET statement_timeout = %d%s",
+			 rc->pool->settings.statement_timeout_ms,
+			 PQserverVersion(rc->conn) >= 140000 ?
+			 "; SET client_connection_check_interval = " CppAsString2(REMOTE_CHECK_INTERVAL_MS) : "");
+	rc->housekeeping[0] = rc->setup_sql;
+	rc->nhousekeeping = 1;
+	conn_housekeep(rc, CONN_SETUP);
 }
 
 /*
@@ -422,6 +469,11 @@ conn_advance_housekeeping(RemoteConn *rc)
 		res = PQgetResult(rc->conn);
 		if (res == NULL)
 		{
+			if (rc->nhousekeeping > 0)
+			{
+				conn_housekeep(rc, rc->state);
+				return;
+			}
 			if (PQtransactionStatus(rc->conn) != PQTRANS_IDLE)
 			{
 				conn_close(rc);
@@ -573,6 +625,13 @@ request_conclude(Request *req)
 	if (rc)
 	{
 		rc->req = NULL;
+		/* session mode: the backend keeps its connection until release() */
+		if (req->admitted && rc->pool->settings.pool_mode == NETRUN_POOL_MODE_SESSION &&
+			req->kind != CALL_RELEASE)
+		{
+			rc->pin_session = true;
+			rc->pinned_to = req->channel;
+		}
 		conn_release(rc);
 	}
 	if (request_pump(req))
@@ -681,20 +740,45 @@ request_start(Request *req, RemoteConn *rc)
 		return;
 	}
 
-	if (req->kind == CALL_TRANSACTION)
+	req->admitted = true;
+
+	switch (req->kind)
 	{
-		req->step = STEP_BEGIN;
-		request_send(req, "BEGIN", SEND_SIMPLE);
-	}
-	else if (req->flags & REQ_READ_ONLY)
-	{
-		req->step = STEP_BEGIN;
-		request_send(req, "BEGIN READ ONLY", SEND_SIMPLE);
-	}
-	else
-	{
-		req->step = STEP_MAIN;
-		request_send(req, req->sql, SEND_WITH_PARAMS);
+		case CALL_BEGIN:
+			if (rc->pin_txn)
+			{
+				request_conclude(req);	/* already begun: nothing to do */
+				return;
+			}
+			req->step = STEP_MAIN;
+			request_send(req, "BEGIN", SEND_SIMPLE);
+			return;
+		case CALL_COMMIT:
+		case CALL_ROLLBACK:
+			req->step = STEP_END;
+			request_send(req, req->kind == CALL_COMMIT ? "COMMIT" : "ROLLBACK",
+						 SEND_SIMPLE);
+			return;
+		case CALL_TRANSACTION:
+			/* inside begin() the statements join the open transaction */
+			if (rc->pin_txn)
+			{
+				request_next_statement(req);
+				return;
+			}
+			req->step = STEP_BEGIN;
+			request_send(req, "BEGIN", SEND_SIMPLE);
+			return;
+		default:
+			if ((req->flags & REQ_READ_ONLY) && !rc->pin_txn)
+			{
+				req->step = STEP_BEGIN;
+				request_send(req, "BEGIN READ ONLY", SEND_SIMPLE);
+				return;
+			}
+			req->step = STEP_MAIN;
+			request_send(req, req->sql, SEND_WITH_PARAMS);
+			return;
 	}
 }
 
@@ -706,6 +790,13 @@ request_next_statement(Request *req)
 	{
 		req->step = STEP_MAIN;
 		request_send(req, req->params[req->next_statement++], SEND_ONE_STATEMENT);
+		return;
+	}
+	if (req->rc->pin_txn)
+	{
+		/* begin() owns the transaction: it commits at the local commit */
+		req->tag = req->tags.data;
+		request_conclude(req);
 		return;
 	}
 	req->step = STEP_END;
@@ -733,6 +824,16 @@ request_step_done(Request *req)
 			request_send(req, req->sql, SEND_WITH_PARAMS);
 			return;
 		case STEP_MAIN:
+			if (req->kind == CALL_BEGIN)
+			{
+				if (!req->failed)
+				{
+					req->rc->pin_txn = true;
+					req->rc->pinned_to = req->channel;
+				}
+				request_conclude(req);
+				return;
+			}
 			if (req->kind == CALL_TRANSACTION)
 			{
 				/* all or nothing: a statement may not end the transaction */
@@ -747,6 +848,12 @@ request_step_done(Request *req)
 				if (!req->failed)
 				{
 					request_next_statement(req);
+					return;
+				}
+				if (req->rc->pin_txn)
+				{
+					/* the begin() transaction is now aborted; its commit fails */
+					request_conclude(req);
 					return;
 				}
 				req->step = STEP_END;
@@ -764,6 +871,22 @@ request_step_done(Request *req)
 		case STEP_END:
 			if (req->kind == CALL_TRANSACTION && !req->failed)
 				req->tag = req->tags.data;
+			if (req->kind == CALL_COMMIT || req->kind == CALL_ROLLBACK)
+			{
+				RemoteConn *rc = req->rc;
+
+				rc->pin_txn = false;
+				if (!rc->pin_session)
+					rc->pinned_to = -1;
+				/* COMMIT of an aborted transaction answers ROLLBACK */
+				if (req->kind == CALL_COMMIT && !req->failed && req->tag &&
+					strcmp(req->tag, "ROLLBACK") == 0)
+					request_set_error(req, "40000",
+									  psprintf("the remote transaction of netrun_pool connection \"%s\" was rolled back",
+											   req->pool_name),
+									  "An error inside it aborted it, so its COMMIT rolled it back.",
+									  NULL, NULL);
+			}
 			request_conclude(req);
 			return;
 		default:
@@ -822,6 +945,8 @@ request_advance(Request *req)
 				if (main_rows && !req->sent_rowdesc &&
 					PQresultStatus(res) == PGRES_TUPLES_OK)
 					request_add_rowdesc(req, res);
+				if (req->step == STEP_END && req->kind == CALL_COMMIT)
+					req->tag = pstrdup(PQcmdStatus(res));
 				if (req->step == STEP_MAIN && !req->failed)
 				{
 					if (req->kind == CALL_TRANSACTION)
@@ -1002,17 +1127,19 @@ conn_release(RemoteConn *rc)
 		conn_close(rc);
 		return;
 	}
+	/* pinned: it waits for the same backend's next call */
+	if (rc->pin_txn || rc->pin_session)
+	{
+		rc->state = CONN_PINNED;
+		rc->req = NULL;
+		return;
+	}
 	/* In transaction mode the remote transaction never outlives the call. */
 	if (PQtransactionStatus(rc->conn) != PQTRANS_IDLE)
 	{
-		if (!PQsendQuery(rc->conn, "ROLLBACK"))
-		{
-			conn_close(rc);
-			return;
-		}
-		rc->want_write = PQflush(rc->conn) == 1;
-		rc->state = CONN_RESETTING;
-		rc->req = NULL;
+		rc->housekeeping[0] = "ROLLBACK";
+		rc->nhousekeeping = 1;
+		conn_housekeep(rc, CONN_RESETTING);
 		return;
 	}
 	conn_now_idle(rc);
@@ -1193,6 +1320,7 @@ pool_shutdown_all(void)
 	{
 		if (channels[i].active)
 			request_abandon(channels[i].active);
+		channel_release_pins(i);
 		channel_worker_detach(&channels[i].ch);
 	}
 }
@@ -1273,13 +1401,103 @@ request_parse(int channel, const char *data, Size len)
 
 	strlcpy(req->pool_name, head.pool, NAMEDATALEN);
 	req->pool = pool_lookup(req->pool_name);
+	/* the end of a begin() finds its pinned connection even if unregistered */
+	if (req->pool == NULL &&
+		(req->kind == CALL_COMMIT || req->kind == CALL_ROLLBACK || req->kind == CALL_RELEASE))
+	{
+		dlist_iter	it;
+
+		dlist_foreach(it, &all_pools)
+		{
+			Pool	   *p = dlist_container(Pool, node, it.cur);
+
+			if (strcmp(p->settings.name, req->pool_name) == 0)
+				req->pool = p;
+		}
+	}
 	return req;
+}
+
+static RemoteConn *
+pool_find_pinned(Pool *pool, int channel)
+{
+	dlist_iter	it;
+
+	dlist_foreach(it, &pool->conns)
+	{
+		RemoteConn *rc = dlist_container(RemoteConn, node, it.cur);
+
+		if (rc->pinned_to == channel && (rc->pin_txn || rc->pin_session))
+			return rc;
+	}
+	return NULL;
+}
+
+static void
+channel_note_lost(int channel, const char *pool_name)
+{
+	ChannelState *cs = &channels[channel];
+	MemoryContext old;
+
+	if (!cs->ch.attached)
+		return;
+	old = MemoryContextSwitchTo(pool_context);
+	cs->lost = lappend(cs->lost, pstrdup(pool_name));
+	MemoryContextSwitchTo(old);
+}
+
+/* Was this channel's begin() connection to the pool lost?  Forget it if so. */
+static bool
+channel_take_lost(int channel, const char *pool_name)
+{
+	ChannelState *cs = &channels[channel];
+	ListCell   *lc;
+
+	foreach(lc, cs->lost)
+	{
+		if (strcmp((char *) lfirst(lc), pool_name) == 0)
+		{
+			pfree(lfirst(lc));
+			cs->lost = foreach_delete_current(cs->lost, lc);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* A backend is gone: its pinned connections close (its remote work rolls back). */
+static void
+channel_release_pins(int channel)
+{
+	dlist_iter	it;
+
+	dlist_foreach(it, &all_pools)
+	{
+		Pool	   *pool = dlist_container(Pool, node, it.cur);
+		dlist_mutable_iter cit;
+
+		dlist_foreach_modify(cit, &pool->conns)
+		{
+			RemoteConn *rc = dlist_container(RemoteConn, node, cit.cur);
+
+			if (rc->pinned_to != channel)
+				continue;
+			rc->pin_txn = false;	/* no one is left to tell */
+			rc->pin_session = false;
+			rc->pinned_to = -1;
+			if (rc->state == CONN_PINNED)
+				conn_close(rc);
+		}
+	}
+	list_free_deep(channels[channel].lost);
+	channels[channel].lost = NIL;
 }
 
 static void
 request_accept(int channel, Request *req)
 {
 	Pool	   *pool = req->pool;
+	RemoteConn *pinned;
 
 	channels[channel].active = req;
 	req->step = STEP_WAITING;
@@ -1290,6 +1508,69 @@ request_accept(int channel, Request *req)
 							  req->pool_name), NULL, NULL);
 		return;
 	}
+
+	/* a begin() transaction whose connection died: never silently resume */
+	if (channel_take_lost(channel, pool->settings.name))
+	{
+		if (req->kind == CALL_ROLLBACK)
+			request_conclude(req);
+		else
+		{
+			if (req->kind != CALL_COMMIT)
+				channel_note_lost(channel, pool->settings.name);	/* keep it */
+			request_fail(req, "08006",
+						 psprintf("the remote transaction of netrun_pool connection \"%s\" was lost",
+								  pool->settings.name),
+						 "Its connection closed during the local transaction, which rolled back the remote work.",
+						 "Roll back the local transaction.");
+		}
+		return;
+	}
+
+	pinned = pool_find_pinned(pool, channel);
+	switch (req->kind)
+	{
+		case CALL_COMMIT:
+		case CALL_ROLLBACK:
+			if (pinned == NULL || !pinned->pin_txn)
+				request_conclude(req);	/* nothing was begun */
+			else
+				request_start(req, pinned);
+			return;
+		case CALL_RELEASE:
+			if (pinned == NULL || !pinned->pin_session)
+			{
+				request_conclude(req);	/* nothing held */
+				return;
+			}
+			if (pinned->pin_txn)
+			{
+				request_fail(req, "25001",
+							 psprintf("cannot release netrun_pool connection \"%s\" inside its begin() transaction",
+									  pool->settings.name),
+							 NULL, "Release it after the local transaction ends.");
+				return;
+			}
+			/* back to the pool, reset: ROLLBACK, DISCARD ALL, our settings */
+			pinned->pin_session = false;
+			pinned->pinned_to = -1;
+			pinned->nhousekeeping = 0;
+			if (PQtransactionStatus(pinned->conn) != PQTRANS_IDLE)
+				pinned->housekeeping[pinned->nhousekeeping++] = "ROLLBACK";
+			pinned->housekeeping[pinned->nhousekeeping++] = "DISCARD ALL";
+			pinned->housekeeping[pinned->nhousekeeping++] = pinned->setup_sql;
+			conn_housekeep(pinned, CONN_RESETTING);
+			request_conclude(req);
+			return;
+		default:
+			if (pinned != NULL)
+			{
+				request_start(req, pinned);
+				return;
+			}
+			break;
+	}
+
 	if (!pool->settings.enabled)
 	{
 		request_fail(req, "55000",
@@ -1328,6 +1609,7 @@ pool_service_channels(void)
 			/* the backend moved to a new channel, or has none */
 			if (cs->active)
 				request_abandon(cs->active);
+			channel_release_pins(i);
 			channel_worker_detach(&cs->ch);
 		}
 		if (!cs->ch.attached && snap.pid != 0)
@@ -1360,6 +1642,7 @@ pool_service_channels(void)
 		{
 			if (cs->active)
 				request_abandon(cs->active);
+			channel_release_pins(i);
 			channel_worker_detach(&cs->ch);
 			continue;
 		}
@@ -1531,6 +1814,7 @@ conn_on_event(RemoteConn *rc)
 				request_advance(rc->req);
 			break;
 		case CONN_IDLE:
+		case CONN_PINNED:
 			break;
 	}
 }
@@ -1587,6 +1871,7 @@ pool_run_once(long max_wait_ms)
 						ev = WL_SOCKET_READABLE;
 					break;
 				case CONN_IDLE:
+				case CONN_PINNED:
 					break;
 			}
 			if (rc->want_write)
