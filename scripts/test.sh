@@ -19,6 +19,11 @@ SUITES=${SUITES:-regress isolation tap}
 ensure_packages
 ensure_user "$TEST_USER"
 
+# One run at a time on a machine: a second run waits for the first, so the
+# clean-up below can never hit a live run.
+exec 9>/tmp/netrun_pool_test.lock
+flock 9
+
 # Anything a previous, interrupted run left behind goes first.
 pkill -KILL -u "$TEST_USER" 2>/dev/null
 rm -rf /tmp/netrun_pool_test.*

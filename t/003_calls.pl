@@ -110,6 +110,33 @@ my ($tx) = $bout =~ /number of transactions actually processed: (\d+)/;
 ok($tx && $tx > 32, "calls were served ($tx)");
 ok($peak >= 1 && $peak <= 4, "remote never held more than pool_max = 4 connections (peak $peak over $samples samples)");
 
+# --- waiters are served first come, first served --------------------------
+# One connection, held for 1.5 s; five callers arrive 0.2 s apart and each
+# writes its number on the remote when it is served.
+$remote->safe_psql('postgres',
+	'CREATE TABLE served (seq serial, who int); GRANT INSERT ON served TO remote_app; GRANT USAGE ON SEQUENCE served_seq_seq TO remote_app');
+$local->safe_psql('postgres',
+	"SELECT netrun_pool.register('fifo', '$scram', pool_max => 1, acquire_timeout_ms => 20000)");
+ok($local->poll_query_until('postgres',
+		"SELECT count(*) FROM netrun_pool.connections WHERE name = 'fifo'", '1'), 'fifo registered');
+sleep(1);
+my @clients;
+push @clients, IPC::Run::start(
+	[ 'psql', '-X', '-d', $local->connstr('postgres'), '-c',
+	  "SELECT netrun_pool.fetchval('fifo', 'SELECT pg_sleep(1.5)')" ], '>', \my $ho, '2>', \my $he);
+for my $i (1 .. 5)
+{
+	select(undef, undef, undef, 0.2);
+	push @clients, IPC::Run::start(
+		[ 'psql', '-X', '-d', $local->connstr('postgres'), '-c',
+		  "SELECT netrun_pool.exec('fifo', 'INSERT INTO served (who) VALUES (\$1)', ARRAY['$i'])" ],
+		'>', \my $o, '2>', \my $e);
+}
+$_->finish for @clients;
+is($remote->safe_psql('postgres', "SELECT string_agg(who::text, ',' ORDER BY seq) FROM served"),
+	'1,2,3,4,5', 'five waiters were served in the order they arrived');
+$local->safe_psql('postgres', "SELECT netrun_pool.unregister('fifo')");
+
 # --- acquire timeout: the only connection is held -------------------------
 my ($sout, $serr) = ('', '');
 my $sleeper = IPC::Run::start(
