@@ -175,6 +175,23 @@ SELECT count(*) AS local_rows FROM local_mark;
 BEGIN;
 SELECT netrun_pool.begin('self');
 PREPARE TRANSACTION 'netrun_test';
+-- A call that fails mid-stream inside begin(), even one caught locally,
+-- closes the pinned connection and so rolls the remote work back: later
+-- calls and the local commit must say so, never carry on without it.
+CREATE TABLE ledger2 (id int PRIMARY KEY);
+BEGIN;
+SELECT netrun_pool.begin('self');
+SELECT netrun_pool.exec('self', 'INSERT INTO ledger2 VALUES (1)');
+SELECT show_error($$SELECT * FROM netrun_pool.query('self', 'SELECT ''abc''') AS t(a int)$$);
+SELECT netrun_pool.exec('self', 'INSERT INTO ledger2 VALUES (2)');
+ROLLBACK;
+BEGIN;
+SELECT netrun_pool.begin('self');
+SELECT netrun_pool.exec('self', 'INSERT INTO ledger2 VALUES (1)');
+SELECT show_error($$SELECT * FROM netrun_pool.query('self', 'SELECT ''abc''') AS t(a int)$$);
+COMMIT;
+SELECT count(*) AS ledger2_rows FROM ledger2;
+DROP TABLE ledger2;
 -- After all that, calls outside begin() are plain again.
 SELECT netrun_pool.fetchval('self', 'SELECT count(*) FROM ledger');
 DROP TABLE ledger, deferred_uniq, local_mark;

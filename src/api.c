@@ -82,6 +82,37 @@ typedef struct CallError
 
 static text *empty_text(void);
 
+/*
+ * begin() state of this backend, for the current local transaction: the
+ * names begun, and whether the channel was discarded since (which closed
+ * their connections and rolled the remote work back).  A lost begin() must
+ * fail every later call on those names and the local commit; it must never
+ * quietly continue on a fresh connection.
+ */
+static List *begun = NIL;
+static bool begun_lost = false;
+
+static bool
+is_begun(const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, begun)
+		if (strcmp((char *) lfirst(lc), name) == 0)
+			return true;
+	return false;
+}
+
+static void
+begun_lost_error(const char *name)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_CONNECTION_FAILURE),
+			 errmsg("the remote transaction of netrun_pool connection \"%s\" was lost", name),
+			 errdetail("A call that failed or was cancelled inside it closed its connection, which rolled the remote work back."),
+			 errhint("Roll back the local transaction.")));
+}
+
 /* Built once, reused by every call of this backend. */
 static StringInfo request_buf = NULL;
 static uint32 request_seq = 0;
@@ -235,12 +266,14 @@ static char *
 api_call(const char *name, ChannelCallKind kind, bool read_only, text *sql,
 		 ArrayType *params, CallSink *sink)
 {
-	CallError  *err = NULL;
-	char	   *tag = NULL;
+	CallError  *volatile err = NULL;
+	char	   *volatile tag = NULL;
 
 	/* ending a begin() or a session is always allowed */
 	if (kind != CALL_COMMIT && kind != CALL_ROLLBACK && kind != CALL_RELEASE)
 		api_authorize(name);
+	if (begun_lost && is_begun(name))
+		begun_lost_error(name);
 
 	PG_TRY();
 	{
@@ -331,6 +364,9 @@ api_call(const char *name, ChannelCallKind kind, bool read_only, text *sql,
 	PG_CATCH();
 	{
 		channel_backend_discard();
+		/* the worker closes pinned connections with the channel */
+		if (begun != NIL)
+			begun_lost = true;
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -724,8 +760,6 @@ netrun_exec_transaction(PG_FUNCTION_ARGS)
  * ---------------------------------------------------------------------
  */
 
-/* Names begun in the current local transaction (TopMemoryContext). */
-static List *begun = NIL;
 static bool begin_callback_registered = false;
 
 static text *
@@ -746,6 +780,7 @@ begun_clear(void)
 {
 	list_free_deep(begun);
 	begun = NIL;
+	begun_lost = false;
 }
 
 /*
@@ -768,6 +803,8 @@ begin_xact_callback(XactEvent event, void *arg)
 				ListCell   *lc;
 				CallSink	sink = {0};
 
+				if (begun_lost)
+					begun_lost_error((char *) linitial(begun));
 				begun = NIL;	/* an error below aborts; don't come back */
 				foreach(lc, names)
 					(void) api_call((char *) lfirst(lc), CALL_COMMIT, false,
@@ -802,7 +839,6 @@ netrun_begin(PG_FUNCTION_ARGS)
 {
 	char	   *name;
 	CallSink	sink = {0};
-	ListCell   *lc;
 	MemoryContext old;
 
 	if (PG_ARGISNULL(0))
@@ -811,9 +847,12 @@ netrun_begin(PG_FUNCTION_ARGS)
 				 errmsg("netrun_pool connection name must not be null")));
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 
-	foreach(lc, begun)
-		if (strcmp((char *) lfirst(lc), name) == 0)
-			PG_RETURN_VOID();	/* already begun in this transaction */
+	if (is_begun(name))
+	{
+		if (begun_lost)
+			begun_lost_error(name);
+		PG_RETURN_VOID();		/* already begun in this transaction */
+	}
 
 	if (!begin_callback_registered)
 	{
