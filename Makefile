@@ -16,13 +16,6 @@ PG_CFLAGS   += -Wall -Wextra -Werror -Wno-unused-parameter
 ifeq ($(ASSERT),1)
 PG_CPPFLAGS += -DUSE_ASSERT_CHECKING
 endif
-# SANITIZE=1: AddressSanitizer and UBSan in our code; the server that loads
-# it must have the runtimes preloaded (scripts/test.sh does that).
-ifeq ($(SANITIZE),1)
-PG_CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer \
-               -fno-sanitize-recover=undefined
-SHLIB_LINK  += -fsanitize=address,undefined
-endif
 
 # Tests are discovered from their folders, never listed by hand.
 REGRESS_TESTS   = $(sort $(basename $(notdir $(wildcard sql_tests/*.sql))))

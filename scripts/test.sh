@@ -8,9 +8,6 @@
 #   SUITES="tap" bash scripts/test.sh     a subset: regress, isolation, tap
 #   PROVE_TESTS="t/001_worker.pl" bash scripts/test.sh
 #   KEEP=1 bash scripts/test.sh    keep the temp dir (results, logs) afterwards
-#   SANITIZE=1 bash scripts/test.sh   build with AddressSanitizer and UBSan,
-#                                     preload their runtimes into every server,
-#                                     and fail on any report
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/scripts/common.sh"
@@ -41,18 +38,8 @@ chmod 755 "$work"
 copy_tree "$here" "$work/src" "$TEST_USER"
 install -d -o "$TEST_USER" "$work/tmp"
 
-SAN_ENV=()
-if [ -n "${SANITIZE:-}" ]; then
-	echo "== build (warnings are errors, assertions on, ASan + UBSan)"
-	build_and_install "$work/src" "$TEST_USER" ASSERT=1 SANITIZE=1
-	install -d -o "$TEST_USER" "$work/sanitizer"
-	SAN_ENV=(LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
-		ASAN_OPTIONS="detect_leaks=0:verify_asan_link_order=0:log_path=$work/sanitizer/asan"
-		UBSAN_OPTIONS="print_stacktrace=1:log_path=$work/sanitizer/ubsan")
-else
-	echo "== build (warnings are errors, assertions on)"
-	build_and_install "$work/src" "$TEST_USER" ASSERT=1
-fi
+echo "== build (warnings are errors, assertions on)"
+build_and_install "$work/src" "$TEST_USER" ASSERT=1
 
 passed=0 failed=0
 failed_suites=()
@@ -79,7 +66,7 @@ for suite in $SUITES; do
 	echo "== $suite"
 	# TMPDIR inside $work: the servers' socket dirs go wherever tests put
 	# them, and are removed with $work even after a bail-out.
-	as_user "$TEST_USER" env TMPDIR="$work/tmp" "${SAN_ENV[@]}" make -C "$work/src" -s "test-$suite" ${PROVE_TESTS:+PROVE_TESTS="$PROVE_TESTS"} \
+	as_user "$TEST_USER" env TMPDIR="$work/tmp" make -C "$work/src" -s "test-$suite" ${PROVE_TESTS:+PROVE_TESTS="$PROVE_TESTS"} \
 		2>&1 | tee "$out"
 	rc=${PIPESTATUS[0]}
 	case $suite in
@@ -101,18 +88,6 @@ for suite in $SUITES; do
 		show_failure "$work/src/build/$suite"
 	fi
 done
-
-if [ -n "${SANITIZE:-}" ]; then
-	reports=$(grep -l -E 'ERROR: AddressSanitizer|runtime error' "$work"/sanitizer/* 2>/dev/null)
-	if [ -n "$reports" ]; then
-		echo "== sanitizer reports"
-		for f in $reports; do echo "---- $f"; head -60 "$f"; done
-		failed_suites+=(sanitizer)
-		failed=$((failed + 1))
-	else
-		echo "== sanitizers: no reports"
-	fi
-fi
 
 echo
 echo "== summary"

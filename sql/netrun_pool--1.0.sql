@@ -555,3 +555,19 @@ CREATE FUNCTION netrun_pool.release(name text)
 RETURNS void
 AS 'MODULE_PATHNAME', 'netrun_release'
 LANGUAGE C VOLATILE;
+
+-- Each pool's gauges, as the worker last published them (every 250 ms).
+-- Superusers and pg_monitor members see every pool; others the pools they
+-- have usage on.
+CREATE FUNCTION netrun_pool.pool_stats(
+    OUT name text, OUT pool_mode text,
+    OUT pool_min integer, OUT pool_max integer, OUT max_overflow integer,
+    OUT total integer, OUT checked_out integer, OUT idle integer,
+    OUT overflow integer, OUT waiting integer, OUT available integer,
+    OUT utilization_percent double precision)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'netrun_pool_stats'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE VIEW netrun_pool.pool_stats AS SELECT * FROM netrun_pool.pool_stats();
+GRANT SELECT ON netrun_pool.pool_stats TO PUBLIC;

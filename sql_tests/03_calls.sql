@@ -274,6 +274,35 @@ SET ROLE caller;
 SELECT netrun_pool.fetchval('self', 'SELECT current_user');
 RESET ROLE;
 
+-- pool_stats: each pool's gauges, published by the worker every 250 ms.
+-- At rest nothing is checked out and no one waits (bounded wait for the
+-- next publication).
+DO $$
+BEGIN
+  FOR i IN 1..100 LOOP
+    EXIT WHEN (SELECT checked_out = 0 AND total > 0 FROM netrun_pool.pool_stats WHERE name = 'self');
+    PERFORM pg_sleep(0.05);
+  END LOOP;
+END $$;
+SELECT name, pool_mode, pool_min, pool_max, max_overflow, checked_out, waiting,
+       total BETWEEN 1 AND pool_max AS total_within_limit,
+       idle = total AS all_idle, overflow, available = pool_max + max_overflow AS all_available,
+       utilization_percent
+  FROM netrun_pool.pool_stats;
+-- Who sees which pool: usage, or pg_monitor.
+SET ROLE caller;
+SELECT name FROM netrun_pool.pool_stats;
+RESET ROLE;
+CREATE ROLE stranger;
+SET ROLE stranger;
+SELECT count(*) AS pools_a_stranger_sees FROM netrun_pool.pool_stats;
+RESET ROLE;
+GRANT pg_monitor TO stranger;
+SET ROLE stranger;
+SELECT name FROM netrun_pool.pool_stats;
+RESET ROLE;
+DROP ROLE stranger;
+
 -- Clean up.
 DROP FUNCTION show_error(text);
 SELECT netrun_pool.unregister('self');

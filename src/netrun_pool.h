@@ -84,6 +84,15 @@ typedef struct NetrunPoolSlot
 	int32		recycle_s;
 	int32		ngrantees;
 	Oid			grantees[NETRUN_MAX_GRANTEES];
+
+	/*
+	 * Gauges the worker publishes (under the lock, every 250 ms and after
+	 * each registry load; a load zeroes them until then).
+	 */
+	int32		total;			/* open or opening connections */
+	int32		checked_out;	/* running a call, pinned, or being reset */
+	int32		idle;
+	int32		waiting;		/* callers waiting for a connection */
 } NetrunPoolSlot;
 
 /*

@@ -1715,6 +1715,39 @@ pool_maintain(TimestampTz now)
 	}
 }
 
+/*
+ * Publish each pool's gauges into its shared slot, for pool_stats.  Cheap
+ * enough for a few times a second, never per call.
+ */
+void
+pool_publish_gauges(void)
+{
+	LWLockAcquire(netrun_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < netrun_shared->npools; i++)
+	{
+		NetrunPoolSlot *slot = &netrun_shared->pools[i];
+		Pool	   *pool = pool_lookup(slot->name);
+		dlist_iter	it;
+
+		slot->total = slot->checked_out = slot->idle = slot->waiting = 0;
+		if (pool == NULL)
+			continue;
+		slot->total = pool->nconns;
+		slot->waiting = pool->nwaiting;
+		dlist_foreach(it, &pool->conns)
+		{
+			RemoteConn *rc = dlist_container(RemoteConn, node, it.cur);
+
+			if (rc->state == CONN_IDLE)
+				slot->idle++;
+			else if (rc->state == CONN_BUSY || rc->state == CONN_PINNED ||
+					 rc->state == CONN_RESETTING)
+				slot->checked_out++;
+		}
+	}
+	LWLockRelease(netrun_shared->lock);
+}
+
 /* Waiters past their deadline, connects past theirs. */
 static long
 pool_check_deadlines(void)
@@ -1727,6 +1760,7 @@ pool_check_deadlines(void)
 	if (now >= next_maintenance)
 	{
 		pool_maintain(now);
+		pool_publish_gauges();
 		next_maintenance = TimestampTzPlusMilliseconds(now, 250);
 	}
 

@@ -281,6 +281,8 @@ netrun_registry_load(void)
 	netrun_shared->loaded_generation = generation;
 	LWLockRelease(netrun_shared->lock);
 
+	pool_publish_gauges();
+
 	pfree(slots);
 	PopActiveSnapshot();
 	SPI_finish();

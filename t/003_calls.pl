@@ -109,6 +109,9 @@ like($bout, qr/number of failed transactions: 0/, 'no failed transactions');
 my ($tx) = $bout =~ /number of transactions actually processed: (\d+)/;
 ok($tx && $tx > 32, "calls were served ($tx)");
 ok($peak >= 1 && $peak <= 4, "remote never held more than pool_max = 4 connections (peak $peak over $samples samples)");
+ok($local->poll_query_until('postgres',
+		"SELECT checked_out = 0 AND waiting = 0 AND total <= 4 FROM netrun_pool.pool_stats WHERE name = 'r'"),
+	'after the load nothing is checked out or waiting, and at most pool_max are open');
 
 # --- waiters are served first come, first served --------------------------
 # One connection, held for 1.5 s; five callers arrive 0.2 s apart and each
@@ -231,6 +234,11 @@ like($serr, qr/ERROR:  netrun_pool connection "gone_hard" was unregistered/,
 ok($remote->poll_query_until('postgres',
 		"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'netrun_pool:gone_hard'", '0'),
 	'and its remote query and connection are gone');
+
+# Nothing stays checked out after cancels, timeouts and forced removals.
+ok($local->poll_query_until('postgres',
+		"SELECT checked_out = 0 AND waiting = 0 FROM netrun_pool.pool_stats WHERE name = 'r'"),
+	'pool_stats: checked_out is back at 0');
 
 # After all that, the pool still serves.
 is($local->safe_psql('postgres', "SELECT netrun_pool.fetchval('r', 'SELECT count(*) FROM kv')"),
