@@ -135,6 +135,7 @@ typedef struct Request
 	bool		sent_rowdesc;
 	bool		failed;			/* an 'E' is to be (or was) sent */
 	bool		admitted;		/* passed the password check */
+	bool		retried;		/* already moved to another connection once */
 	StringInfoData batch;		/* rows not yet sent */
 	int32		batch_rows;
 	StringInfoData out;			/* the message being sent */
@@ -703,8 +704,33 @@ request_send(Request *req, const char *sql, SendMode mode)
 	if (!ok)
 	{
 		char	   *msg = conn_error_message(conn);
+		RemoteConn *rc = req->rc;
 
-		req->rc->retire = true;
+		/*
+		 * Nothing of this call reached the remote if its very first query
+		 * could not be sent on an unpinned connection: try once more on
+		 * another one.  Anything later may have had effects, and a pinned
+		 * connection carries a transaction or session: the caller hears.
+		 */
+		if (!req->retried && !rc->pin_txn && !rc->pin_session &&
+			(req->step == STEP_BEGIN ||
+			 (req->step == STEP_MAIN && req->next_statement <= 1)) &&
+			!req->sent_rowdesc && req->tags.len == 0)
+		{
+			Pool	   *pool = req->pool;
+
+			req->retried = true;
+			req->rc = NULL;
+			rc->req = NULL;
+			conn_close(rc);
+			req->step = STEP_WAITING;
+			req->next_statement = 0;
+			dlist_push_head(&pool->waiters, &req->node);
+			pool->nwaiting++;
+			pool_dispatch(pool);
+			return false;
+		}
+		rc->retire = true;
 		request_fail(req, "08006",
 					 psprintf("could not send a query to netrun_pool connection \"%s\"",
 							  req->pool_name),

@@ -235,6 +235,26 @@ ok($remote->poll_query_until('postgres',
 		"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'netrun_pool:gone_hard'", '0'),
 	'and its remote query and connection are gone');
 
+# --- a caller terminated mid-call frees its connection ---------------------
+($sout, $serr) = ('', '');
+my $doomed = IPC::Run::start(
+	[ 'psql', '-X', '-d', $local->connstr('postgres'), '-c',
+	  "SELECT netrun_pool.fetchval('r', 'SELECT pg_sleep(301)')" ],
+	'>', \$sout, '2>', \$serr);
+ok($remote->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(301)%' AND state = 'active'"),
+	'a call runs for a caller about to be terminated');
+$local->safe_psql('postgres',
+	"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(301)%' AND backend_type = 'client backend' AND pid <> pg_backend_pid()");
+$doomed->finish;
+like($serr, qr/terminating connection due to administrator command/, 'the caller is terminated');
+ok($remote->poll_query_until('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(301)%' AND state = 'active'", '0'),
+	'its remote query is gone');
+ok($local->poll_query_until('postgres',
+		"SELECT checked_out = 0 FROM netrun_pool.pool_stats WHERE name = 'r'"),
+	'and its connection is no longer checked out');
+
 # Nothing stays checked out after cancels, timeouts and forced removals.
 ok($local->poll_query_until('postgres',
 		"SELECT checked_out = 0 AND waiting = 0 FROM netrun_pool.pool_stats WHERE name = 'r'"),
