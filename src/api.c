@@ -22,6 +22,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "access/xact.h"
@@ -111,6 +112,49 @@ begun_lost_error(const char *name)
 			 errmsg("the remote transaction of netrun_pool connection \"%s\" was lost", name),
 			 errdetail("A call that failed or was cancelled inside it closed its connection, which rolled the remote work back."),
 			 errhint("Roll back the local transaction.")));
+}
+
+/*
+ * Text crosses the channel in the worker's database encoding (the remote
+ * connections' client_encoding).  A caller in a database with another
+ * encoding converts on the way out and in; the usual case, one encoding,
+ * costs nothing.
+ */
+static int	call_remote_encoding = -1;	/* for the call in progress */
+
+static bool
+needs_conversion(void)
+{
+	return call_remote_encoding != GetDatabaseEncoding() &&
+		call_remote_encoding != PG_SQL_ASCII &&
+		GetDatabaseEncoding() != PG_SQL_ASCII;
+}
+
+/* Caller's text to the worker's encoding (maybe the same pointer). */
+static const char *
+to_remote(const char *s, int *len)
+{
+	char	   *out;
+
+	if (!needs_conversion())
+		return s;
+	out = (char *) pg_do_encoding_conversion((unsigned char *) s, *len,
+											 GetDatabaseEncoding(),
+											 call_remote_encoding);
+	if (out != s)
+		*len = strlen(out);
+	return out;
+}
+
+/* The worker's text to the caller's encoding (maybe the same pointer). */
+static char *
+from_remote(char *s)
+{
+	if (s == NULL || !needs_conversion())
+		return s;
+	return (char *) pg_do_encoding_conversion((unsigned char *) s, strlen(s),
+											  call_remote_encoding,
+											  GetDatabaseEncoding());
 }
 
 /* Built once, reused by every call of this backend. */
@@ -225,8 +269,13 @@ api_build_request(const char *name, ChannelCallKind kind, bool read_only,
 	strlcpy(head.pool, name, NAMEDATALEN);
 	appendBinaryStringInfo(request_buf, (const char *) &head, sizeof(head));
 
-	msg_put_int32(request_buf, VARSIZE_ANY_EXHDR(sql));
-	appendBinaryStringInfo(request_buf, VARDATA_ANY(sql), VARSIZE_ANY_EXHDR(sql));
+	{
+		int			len = VARSIZE_ANY_EXHDR(sql);
+		const char *data = to_remote(VARDATA_ANY(sql), &len);
+
+		msg_put_int32(request_buf, len);
+		appendBinaryStringInfo(request_buf, data, len);
+	}
 	msg_put_int32(request_buf, nparams);
 	for (int i = 0; i < nparams; i++)
 	{
@@ -235,9 +284,11 @@ api_build_request(const char *name, ChannelCallKind kind, bool read_only,
 		else
 		{
 			text	   *t = DatumGetTextPP(elems[i]);
+			int			len = VARSIZE_ANY_EXHDR(t);
+			const char *data = to_remote(VARDATA_ANY(t), &len);
 
-			msg_put_int32(request_buf, VARSIZE_ANY_EXHDR(t));
-			appendBinaryStringInfo(request_buf, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+			msg_put_int32(request_buf, len);
+			appendBinaryStringInfo(request_buf, data, len);
 		}
 	}
 	return request_buf;
@@ -275,10 +326,15 @@ api_call(const char *name, ChannelCallKind kind, bool read_only, text *sql,
 	if (begun_lost && is_begun(name))
 		begun_lost_error(name);
 
+	SpinLockAcquire(&netrun_shared->mutex);
+	call_remote_encoding = netrun_shared->worker_encoding;
+	SpinLockRelease(&netrun_shared->mutex);
+
 	PG_TRY();
 	{
 		StringInfo req;
 		bool		done = false;
+		MemoryContext conv_cxt = NULL;	/* per-row conversions */
 
 		channel_backend_ensure();
 		req = api_build_request(name, kind, read_only, sql, params);
@@ -308,7 +364,7 @@ api_call(const char *name, ChannelCallKind kind, bool read_only, text *sql,
 						for (int i = 0; i < ncols; i++)
 						{
 							types[i] = (Oid) msg_get_int32(&p);
-							names[i] = take_cstring(&p, end);
+							names[i] = from_remote(take_cstring(&p, end));
 						}
 						sink->ncols = ncols;
 						sink->colvalues = palloc(sizeof(char *) * Max(ncols, 1));
@@ -319,11 +375,19 @@ api_call(const char *name, ChannelCallKind kind, bool read_only, text *sql,
 				case MSG_ROWS:
 					{
 						int			nrows = msg_get_int32(&p);
+						bool		convert = needs_conversion();
 
 						if (sink->row == NULL)
 							break;
+						if (convert && conv_cxt == NULL)
+							conv_cxt = AllocSetContextCreate(CurrentMemoryContext,
+															 "netrun_pool conversion",
+															 ALLOCSET_SMALL_SIZES);
 						for (int r = 0; r < nrows; r++)
 						{
+							MemoryContext old = convert ?
+								MemoryContextSwitchTo(conv_cxt) : NULL;
+
 							/* values are used in place: each ends in '\0' */
 							for (int c = 0; c < sink->ncols; c++)
 							{
@@ -333,26 +397,30 @@ api_call(const char *name, ChannelCallKind kind, bool read_only, text *sql,
 									sink->colvalues[c] = NULL;
 								else
 								{
-									sink->colvalues[c] = (char *) p;
+									sink->colvalues[c] = from_remote((char *) p);
 									p += vlen + 1;
 								}
 							}
+							if (convert)
+								MemoryContextSwitchTo(old);
 							sink->row(sink, sink->ncols, sink->colvalues);
+							if (convert)
+								MemoryContextReset(conv_cxt);
 						}
 						break;
 					}
 				case MSG_COMPLETE:
-					tag = pstrdup(take_cstring(&p, end));
+					tag = pstrdup(from_remote(take_cstring(&p, end)));
 					done = true;
 					break;
 				case MSG_ERROR:
 					err = palloc0(sizeof(CallError));
 					memcpy(err->sqlstate, p, 5);
 					p += 5;
-					err->message = pstrdup(take_cstring(&p, end));
-					err->detail = pstrdup(take_cstring(&p, end));
-					err->hint = pstrdup(take_cstring(&p, end));
-					err->context = pstrdup(take_cstring(&p, end));
+					err->message = pstrdup(from_remote(take_cstring(&p, end)));
+					err->detail = pstrdup(from_remote(take_cstring(&p, end)));
+					err->hint = pstrdup(from_remote(take_cstring(&p, end)));
+					err->context = pstrdup(from_remote(take_cstring(&p, end)));
 					done = true;
 					break;
 				default:

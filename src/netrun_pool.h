@@ -116,6 +116,9 @@ typedef struct NetrunShared
 	TimestampTz worker_started_at;
 	uint64		worker_starts;	/* how many times the launcher started it */
 	uint64		worker_reloads; /* SIGHUPs the worker has processed */
+	int			worker_encoding;	/* netrun_pool.database's encoding: the
+									 * client_encoding of every remote
+									 * connection */
 
 	/*
 	 * Bumped by any backend whose transaction changed the registry, at

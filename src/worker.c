@@ -15,6 +15,7 @@
 
 #include "access/xact.h"
 #include "commands/extension.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -171,6 +172,9 @@ netrun_worker_main(Datum main_arg)
 
 	BackgroundWorkerInitializeConnection(netrun_database, NULL, 0);
 	pgstat_report_activity(STATE_IDLE, NULL);
+	SpinLockAcquire(&netrun_shared->mutex);
+	netrun_shared->worker_encoding = GetDatabaseEncoding();
+	SpinLockRelease(&netrun_shared->mutex);
 
 	loop_context = AllocSetContextCreate(TopMemoryContext,
 										 "netrun_pool worker loop",

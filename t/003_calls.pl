@@ -329,6 +329,24 @@ is($local->safe_psql('otherdb', "SELECT netrun_pool.fetchval('r', 'SELECT count(
 	extra_params => [ '-U', 'outsider' ]);
 like($err, qr/permission denied for netrun_pool connection "r"/, 'and the same usage rules');
 
+# --- a caller in a database with another encoding ----------------------------
+# The worker's database is UTF8, and so is every remote connection; a LATIN1
+# database's calls are converted both ways.
+$local->safe_psql('postgres',
+	"CREATE DATABASE latin1db ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0");
+$local->safe_psql('latin1db', 'CREATE EXTENSION netrun_pool');
+$remote->safe_psql('postgres',
+	"CREATE TABLE words (w text); INSERT INTO words VALUES ('caf' || chr(233)); GRANT SELECT ON words TO remote_app");
+is($local->safe_psql('latin1db',
+		"SELECT encode(convert_to(netrun_pool.fetchval('r', 'SELECT w FROM words'), 'LATIN1'), 'hex')"),
+	'636166e9', 'a UTF8 value arrives in a LATIN1 database as LATIN1 (é = e9)');
+is($local->safe_psql('latin1db',
+		"SELECT netrun_pool.fetchval('r', 'SELECT count(*) FROM words WHERE w = \$1', ARRAY['caf' || chr(233)])"),
+	'1', 'a LATIN1 parameter reaches the UTF8 remote as the same text');
+is($local->safe_psql('latin1db',
+		"SELECT j->>'w' = 'caf' || chr(233) FROM netrun_pool.query_json('r', 'SELECT w FROM words') j"),
+	't', 'and query_json values too');
+
 # --- a large result streams through ---------------------------------------
 is($local->safe_psql('postgres',
 		"SELECT count(*), count(DISTINCT j->>'g') FROM netrun_pool.query_json('r', 'SELECT g FROM generate_series(1, 1000000) g') j"),
