@@ -106,7 +106,8 @@ typedef struct Pool
 	int			nwaiting;
 	bool		dispatching;	/* guards pool_dispatch against reentry */
 	int			connect_failures;	/* in a row; drives the backoff */
-	TimestampTz next_warm_attempt;	/* no warm-up connect before this */
+	TimestampTz next_connect_attempt;	/* no new connect before this */
+	char		last_connect_error[256];	/* libpq's reason, for waiters */
 } Pool;
 
 typedef enum RequestStep
@@ -327,32 +328,22 @@ static void
 conn_failed_to_connect(RemoteConn *rc, const char *why)
 {
 	Pool	   *pool = rc->pool;
-	char	   *detail = pstrdup(why);
 	long		backoff_ms;
 
+	strlcpy(pool->last_connect_error, why, sizeof(pool->last_connect_error));
 	conn_close(rc);
 
 	/*
-	 * Warm-up connects back off exponentially, with jitter so that many
-	 * pools do not retry in step: 100 ms, 200 ms, ... up to 30 s.
+	 * Connects back off exponentially, with jitter so that many pools do
+	 * not retry in step: about 100 ms, 200 ms, ... up to 30 s.  Waiters
+	 * stay queued: a remote back within their acquire_timeout_ms serves
+	 * them; past it they hear the last reason (pool_check_deadlines).
 	 */
 	pool->connect_failures++;
 	backoff_ms = Min(100L << Min(pool->connect_failures - 1, 9), 30000L);
 	backoff_ms = backoff_ms / 2 + (long) (pg_prng_double(&pg_global_prng_state) * backoff_ms / 2);
-	pool->next_warm_attempt = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-														  backoff_ms);
-	if (!dlist_is_empty(&pool->waiters))
-	{
-		Request    *req = dlist_container(Request, node,
-										  dlist_pop_head_node(&pool->waiters));
-
-		pool->nwaiting--;
-		request_fail(req, "08001",
-					 psprintf("could not connect to netrun_pool connection \"%s\"",
-							  pool->settings.name),
-					 detail, NULL);
-	}
-	pfree(detail);
+	pool->next_connect_attempt = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															 backoff_ms);
 }
 
 static bool
@@ -372,6 +363,7 @@ conn_now_idle(RemoteConn *rc)
 	rc->want_write = false;
 	rc->idle_since = now;
 	rc->pool->connect_failures = 0;
+	rc->pool->last_connect_error[0] = '\0';
 	/* recycled only here, between calls: never while in use */
 	if (rc->retire || !rc->pool->present || conn_too_old(rc, now))
 	{
@@ -1121,22 +1113,21 @@ pool_dispatch(Pool *pool)
 
 	opening = pool_count_state(pool, CONN_CONNECTING) + pool_count_state(pool, CONN_SETUP);
 	while (pool->nwaiting > opening &&
-		   pool->nconns < pool->settings.pool_max + pool->settings.max_overflow)
+		   pool->nconns < pool->settings.pool_max + pool->settings.max_overflow &&
+		   GetCurrentTimestamp() >= pool->next_connect_attempt)
 	{
 		char	   *error;
 		RemoteConn *rc = conn_start(pool, &error);
 
 		if (rc == NULL)
 		{
-			Request    *req = dlist_container(Request, node,
-											  dlist_pop_head_node(&pool->waiters));
-
-			pool->nwaiting--;
-			request_fail(req, "08001",
-						 psprintf("could not connect to netrun_pool connection \"%s\"",
-								  pool->settings.name),
-						 error, NULL);
-			continue;
+			/* could not even start: back off like a failed connect */
+			strlcpy(pool->last_connect_error, error, sizeof(pool->last_connect_error));
+			pool->connect_failures++;
+			pool->next_connect_attempt =
+				TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+											Min(100L << Min(pool->connect_failures - 1, 9), 30000L));
+			break;
 		}
 		opening++;
 	}
@@ -1727,14 +1718,15 @@ pool_maintain(TimestampTz now)
 
 		while (pool->settings.pool_mode != NETRUN_POOL_MODE_NONE &&
 			   pool->nconns < pool->settings.pool_min &&
-			   now >= pool->next_warm_attempt)
+			   now >= pool->next_connect_attempt)
 		{
 			char	   *error;
 
 			if (conn_start(pool, &error) == NULL)
 			{
+				strlcpy(pool->last_connect_error, error, sizeof(pool->last_connect_error));
 				pool->connect_failures++;
-				pool->next_warm_attempt = TimestampTzPlusMilliseconds(now, 1000);
+				pool->next_connect_attempt = TimestampTzPlusMilliseconds(now, 1000);
 				break;
 			}
 		}
@@ -1805,6 +1797,19 @@ pool_check_deadlines(void)
 
 				dlist_delete(&req->node);
 				pool->nwaiting--;
+				if (pool->connect_failures > 0 &&
+					pool->nconns - pool_count_state(pool, CONN_CONNECTING) == 0)
+				{
+					/* not busy, but unreachable: say why */
+					detail = psprintf("%s (%d attempts in a row failed within acquire_timeout_ms of %d ms)",
+									  pool->last_connect_error, pool->connect_failures,
+									  pool->settings.acquire_timeout_ms);
+					request_fail(req, "08001",
+								 psprintf("could not connect to netrun_pool connection \"%s\"",
+										  pool->settings.name),
+								 detail, NULL);
+					continue;
+				}
 				detail = psprintf("pool_max is %d, max_overflow %d; %d connections are open and %d callers are waiting.",
 								  pool->settings.pool_max, pool->settings.max_overflow,
 								  pool->nconns, pool->nwaiting + 1);
@@ -1817,6 +1822,15 @@ pool_check_deadlines(void)
 			else if (next == 0 || req->acquire_deadline < next)
 				next = req->acquire_deadline;
 		}
+
+		/* waiters held back by the connect backoff: wake up to retry */
+		if (pool->nwaiting > 0 && pool->next_connect_attempt > now)
+		{
+			if (next == 0 || pool->next_connect_attempt < next)
+				next = pool->next_connect_attempt;
+		}
+		else if (pool->nwaiting > 0)
+			pool_dispatch(pool);
 
 		dlist_foreach_modify(wit, &pool->conns)
 		{

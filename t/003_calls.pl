@@ -74,6 +74,35 @@ $local->safe_psql('postgres', "SELECT count(netrun_pool.unregister('copy_' || i)
 ok($local->poll_query_until('postgres', 'SELECT pools FROM netrun_pool.worker_status()', '3'),
 	'and unregistered again');
 
+# --- connects that fail are retried within the caller's acquire window -------
+# Nothing listens on port 1: every attempt is refused, the backoff retries,
+# and when acquire_timeout_ms runs out the caller hears why.
+$local->safe_psql('postgres',
+	"SELECT netrun_pool.register('nowhere', 'host=127.0.0.1 port=1 dbname=x', acquire_timeout_ms => 1500)");
+ok($local->poll_query_until('postgres',
+		"SELECT count(*) FROM netrun_pool.pool_stats WHERE name = 'nowhere'", '1'), 'nowhere registered');
+($ret, $out, $err) = $local->psql('postgres', "SELECT netrun_pool.fetchval('nowhere', 'SELECT 1')");
+like($err, qr/ERROR:  could not connect to netrun_pool connection "nowhere"/,
+	'an unreachable remote: could not connect');
+like($err, qr/DETAIL:  .*Connection refused.*\((\d+) attempts in a row failed within acquire_timeout_ms of 1500 ms\)/s,
+	'the detail gives libpq\'s reason and the retried attempts');
+my ($attempts) = $err =~ /\((\d+) attempts in a row/;
+ok($attempts >= 2, "the connect was retried with backoff ($attempts attempts), not tried once");
+$local->safe_psql('postgres', "SELECT netrun_pool.unregister('nowhere')");
+
+# A remote that is back within the window serves the waiting call.
+$trusting->stop;
+my ($pout, $perr) = ('', '');
+my $patient = IPC::Run::start(
+	[ 'psql', '-X', '-At', '-d', $local->connstr('postgres'), '-c',
+	  "SELECT netrun_pool.fetchval('trusted', 'SELECT ''served after the restart''')" ],
+	'>', \$pout, '2>', \$perr);
+sleep(2);
+$trusting->start;
+$patient->finish;
+is($pout, "served after the restart\n", 'a call waiting while the remote restarts is served once it is back')
+  or diag($perr);
+
 # --- 32 clients share 4 remote connections -------------------------------
 my $script = "$tmp/calls.sql";
 open(my $fh, '>', $script) or die;
