@@ -564,7 +564,7 @@ CREATE FUNCTION netrun_pool.pool_stats(
     OUT pool_min integer, OUT pool_max integer, OUT max_overflow integer,
     OUT total integer, OUT checked_out integer, OUT idle integer,
     OUT overflow integer, OUT waiting integer, OUT available integer,
-    OUT utilization_percent double precision)
+    OUT utilization_percent double precision, OUT exhausted_total bigint)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'netrun_pool_stats'
 LANGUAGE C STRICT VOLATILE;

@@ -93,6 +93,7 @@ typedef struct NetrunPoolSlot
 	int32		checked_out;	/* running a call, pinned, or being reset */
 	int32		idle;
 	int32		waiting;		/* callers waiting for a connection */
+	int64		exhausted_total;	/* callers that timed out waiting */
 } NetrunPoolSlot;
 
 /*

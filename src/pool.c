@@ -108,6 +108,7 @@ typedef struct Pool
 	int			connect_failures;	/* in a row; drives the backoff */
 	TimestampTz next_connect_attempt;	/* no new connect before this */
 	char		last_connect_error[256];	/* libpq's reason, for waiters */
+	int64		exhausted_total;	/* callers that timed out waiting */
 } Pool;
 
 typedef enum RequestStep
@@ -364,8 +365,13 @@ conn_now_idle(RemoteConn *rc)
 	rc->idle_since = now;
 	rc->pool->connect_failures = 0;
 	rc->pool->last_connect_error[0] = '\0';
-	/* recycled only here, between calls: never while in use */
-	if (rc->retire || !rc->pool->present || conn_too_old(rc, now))
+	/*
+	 * Recycled only here, between calls, never while in use; and an
+	 * overflow connection (above pool_max) goes as soon as it is free.
+	 */
+	if (rc->retire || !rc->pool->present || conn_too_old(rc, now) ||
+		(rc->pool->nconns > rc->pool->settings.pool_max &&
+		 dlist_is_empty(&rc->pool->waiters)))
 	{
 		Pool	   *pool = rc->pool;
 
@@ -1748,10 +1754,12 @@ pool_publish_gauges(void)
 		dlist_iter	it;
 
 		slot->total = slot->checked_out = slot->idle = slot->waiting = 0;
+		slot->exhausted_total = 0;
 		if (pool == NULL)
 			continue;
 		slot->total = pool->nconns;
 		slot->waiting = pool->nwaiting;
+		slot->exhausted_total = pool->exhausted_total;
 		dlist_foreach(it, &pool->conns)
 		{
 			RemoteConn *rc = dlist_container(RemoteConn, node, it.cur);
@@ -1810,6 +1818,7 @@ pool_check_deadlines(void)
 								 detail, NULL);
 					continue;
 				}
+				pool->exhausted_total++;
 				detail = psprintf("pool_max is %d, max_overflow %d; %d connections are open and %d callers are waiting.",
 								  pool->settings.pool_max, pool->settings.max_overflow,
 								  pool->nconns, pool->nwaiting + 1);

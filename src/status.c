@@ -97,8 +97,8 @@ netrun_pool_stats(PG_FUNCTION_ARGS)
 	{
 		NetrunPoolSlot *s = &copy[i];
 		int			limit = s->pool_max + s->max_overflow;
-		Datum		values[12];
-		bool		nulls[12] = {0};
+		Datum		values[13];
+		bool		nulls[13] = {0};
 		bool		visible = see_all;
 
 		for (int j = 0; j < s->ngrantees && !visible; j++)
@@ -120,6 +120,7 @@ netrun_pool_stats(PG_FUNCTION_ARGS)
 		values[10] = Int32GetDatum(s->idle + Max(0, limit - s->total));
 		values[11] = Float8GetDatum(limit > 0 ?
 									rint(1000.0 * s->checked_out / limit) / 10.0 : 0);
+		values[12] = Int64GetDatum(s->exhausted_total);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -169,6 +169,43 @@ is($remote->safe_psql('postgres', "SELECT string_agg(who::text, ',' ORDER BY seq
 	'1,2,3,4,5', 'five waiters were served in the order they arrived');
 $local->safe_psql('postgres', "SELECT netrun_pool.unregister('fifo')");
 
+# --- overflow connections close as soon as they are free --------------------
+$local->safe_psql('postgres',
+	"SELECT netrun_pool.register('ovf', '$scram', pool_max => 1, max_overflow => 2, idle_timeout_s => 600)");
+ok($local->poll_query_until('postgres',
+		"SELECT count(*) FROM netrun_pool.pool_stats WHERE name = 'ovf'", '1'), 'ovf registered');
+my @ovf = map {
+	IPC::Run::start([ 'psql', '-X', '-At', '-d', $local->connstr('postgres'), '-c',
+		"SELECT netrun_pool.fetchval('ovf', 'SELECT pg_sleep(1)')" ], '>', \my $o, '2>', \my $e)
+} 1 .. 3;
+ok($remote->poll_query_until('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'netrun_pool:ovf' AND state = 'active'", '3'),
+	'three calls use pool_max + max_overflow = 3 connections');
+$_->finish for @ovf;
+ok($remote->poll_query_until('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'netrun_pool:ovf'", '1'),
+	'the two overflow connections close when free, long before idle_timeout_s');
+$local->safe_psql('postgres', "SELECT netrun_pool.unregister('ovf')");
+
+# --- begin(): a local rollback undoes the remote work, a commit keeps it ----
+$remote->safe_psql('postgres',
+	'CREATE TABLE ledger (id int PRIMARY KEY); GRANT INSERT, SELECT ON ledger TO remote_app');
+$local->safe_psql('postgres', q{
+	BEGIN;
+	SELECT netrun_pool.begin('r');
+	SELECT netrun_pool.exec('r', 'INSERT INTO ledger VALUES (1)');
+	ROLLBACK;
+});
+$local->safe_psql('postgres', q{
+	BEGIN;
+	SELECT netrun_pool.begin('r');
+	SELECT netrun_pool.exec('r', 'INSERT INTO ledger VALUES (2)');
+	COMMIT;
+});
+ok($remote->poll_query_until('postgres',
+		"SELECT string_agg(id::text, ',') FROM ledger", '2'),
+	'on the remote: the rolled-back row is gone, the committed one stays');
+
 # --- acquire timeout: the only connection is held -------------------------
 my ($sout, $serr) = ('', '');
 my $sleeper = IPC::Run::start(
@@ -185,6 +222,9 @@ like($err, qr/DETAIL:  pool_max is 1, max_overflow 0; 1 connections are open and
 	'the detail gives the pool size and the waiters');
 $sleeper->finish;
 is($sleeper->result(0), 0, 'the holder finished normally');
+ok($local->poll_query_until('postgres',
+		"SELECT exhausted_total FROM netrun_pool.pool_stats WHERE name = 'held'", '1'),
+	'pool_stats counts the exhausted waiter (exhausted_total = 1)');
 
 # --- cancel and timeouts reach the remote ---------------------------------
 sub remote_sleepers
@@ -404,7 +444,19 @@ is($local->safe_psql('postgres', "SELECT netrun_pool.fetchval('r', 'SELECT 42')"
 	'42', 'calls succeed with the new worker');
 
 $wpid = NetrunTest::status_field($local, 'postgres', 'worker_pid');
+# SIGKILL under load: pgbench's clients die with the crash-restart.
+my ($kout, $kerr) = ('', '');
+my $load = IPC::Run::start(
+	[ 'pgbench', '-n', '-c', '8', '-j', '2', '-T', '30', '-f', $script,
+	  '-U', 'app_user', '-d', $local->connstr('postgres') ],
+	'>', \$kout, '2>', \$kerr);
+ok($remote->poll_query_until('postgres',
+		"SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'netrun_pool:r'"),
+	'load is running');
+sleep(1);
 kill 'KILL', $wpid;
+$load->finish;
+isnt($load->result(0), 0, 'the load is cut off by the crash-restart');
 ok($local->poll_query_until('postgres',
 		"SELECT state = 'running' AND worker_pid <> $wpid AND pools = 3 FROM netrun_pool.worker_status()"),
 	'after SIGKILL the server recovers and the worker is back');
