@@ -73,3 +73,26 @@ copy_tree() {
 		--exclude='*.bc' -cf - . | tar -C "$dst" -xf -
 	chown -R "$user:" "$dst"
 }
+
+# One test run at a time on a machine (a second run waits for the first, so
+# the clean-up can never hit a live run); then a fresh work dir $work under
+# /tmp named PREFIX.XXXXXX, removed at exit (kept with KEEP=1), with the
+# source tree copied into $work/src.
+start_run() {
+	local prefix=$1 user=$2
+	exec 9>/tmp/netrun_pool_test.lock
+	flock 9
+	# anything an interrupted run left behind goes first
+	pkill -KILL -u "$user" 2>/dev/null
+	rm -rf "/tmp/$prefix".*
+	work=$(mktemp -d "/tmp/$prefix.XXXXXX")
+	RUN_USER=$user
+	trap end_run EXIT
+	chmod 755 "$work"
+	copy_tree "$here" "$work/src" "$user"
+}
+
+end_run() {
+	pkill -KILL -u "$RUN_USER" 2>/dev/null
+	if [ -n "${KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
+}

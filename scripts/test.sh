@@ -19,23 +19,7 @@ SUITES=${SUITES:-regress isolation tap}
 ensure_packages
 ensure_user "$TEST_USER"
 
-# One run at a time on a machine: a second run waits for the first, so the
-# clean-up below can never hit a live run.
-exec 9>/tmp/netrun_pool_test.lock
-flock 9
-
-# Anything a previous, interrupted run left behind goes first.
-pkill -KILL -u "$TEST_USER" 2>/dev/null
-rm -rf /tmp/netrun_pool_test.*
-
-work=$(mktemp -d /tmp/netrun_pool_test.XXXXXX)
-cleanup() {
-	pkill -KILL -u "$TEST_USER" 2>/dev/null
-	if [ -n "${KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-chmod 755 "$work"
-copy_tree "$here" "$work/src" "$TEST_USER"
+start_run netrun_pool_test "$TEST_USER"
 install -d -o "$TEST_USER" "$work/tmp"
 
 echo "== build (warnings are errors, assertions on)"

@@ -18,18 +18,7 @@ TEST_USER=netrun_test
 ensure_packages valgrind
 ensure_user "$TEST_USER"
 
-exec 9>/tmp/netrun_pool_test.lock
-flock 9
-pkill -KILL -u "$TEST_USER" 2>/dev/null
-
-work=$(mktemp -d /tmp/netrun_pool_valgrind.XXXXXX)
-cleanup() {
-	pkill -KILL -u "$TEST_USER" 2>/dev/null
-	if [ -n "${KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-chmod 755 "$work"
-copy_tree "$here" "$work/src" "$TEST_USER"
+start_run netrun_pool_valgrind "$TEST_USER"
 chown "$TEST_USER:" "$work"
 install -d -o "$TEST_USER" "$work/run" "$work/vg"
 

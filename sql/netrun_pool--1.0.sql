@@ -123,6 +123,9 @@ DECLARE
     max_conns integer := current_setting('netrun_pool.max_connections', true)::integer;
     n_pools   integer;
     n_conns   bigint;
+    setting   text;
+    val       integer;
+    min_value integer;
 BEGIN
     -- A cluster name stands wherever a connection name is accepted, so it
     -- follows the same rules and must not be mistaken for a connection.
@@ -159,39 +162,27 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Valid pool modes are transaction, session and none.';
     END IF;
-    IF r.pool_max <= 0 THEN
-        RAISE EXCEPTION 'pool_max must be greater than zero'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF r.acquire_timeout_ms <= 0 THEN
-        RAISE EXCEPTION 'acquire_timeout_ms must be greater than zero'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF r.connect_timeout_ms <= 0 THEN
-        RAISE EXCEPTION 'connect_timeout_ms must be greater than zero'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF r.idle_timeout_s <= 0 THEN
-        RAISE EXCEPTION 'idle_timeout_s must be greater than zero'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF r.recycle_s <= 0 THEN
-        RAISE EXCEPTION 'recycle_s must be greater than zero'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF r.pool_min < 0 THEN
-        RAISE EXCEPTION 'pool_min must not be negative'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF r.max_overflow < 0 THEN
-        RAISE EXCEPTION 'max_overflow must not be negative'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF r.statement_timeout_ms < 0 THEN
-        RAISE EXCEPTION 'statement_timeout_ms must not be negative'
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Use 0 for no timeout.';
-    END IF;
+    -- Limits: each setting with the least value it may take.
+    FOR setting, val, min_value IN
+        SELECT * FROM (VALUES
+            ('pool_max', r.pool_max, 1), ('acquire_timeout_ms', r.acquire_timeout_ms, 1),
+            ('connect_timeout_ms', r.connect_timeout_ms, 1), ('idle_timeout_s', r.idle_timeout_s, 1),
+            ('recycle_s', r.recycle_s, 1), ('pool_min', r.pool_min, 0),
+            ('max_overflow', r.max_overflow, 0), ('statement_timeout_ms', r.statement_timeout_ms, 0)) v
+    LOOP
+        IF val >= min_value THEN
+            CONTINUE;
+        ELSIF min_value = 1 THEN
+            RAISE EXCEPTION '% must be greater than zero', setting
+                USING ERRCODE = 'invalid_parameter_value';
+        ELSIF setting = 'statement_timeout_ms' THEN
+            RAISE EXCEPTION '% must not be negative', setting
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'Use 0 for no timeout.';
+        ELSE
+            RAISE EXCEPTION '% must not be negative', setting
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END LOOP;
     IF r.pool_min > r.pool_max THEN
         RAISE EXCEPTION 'pool_min (%) must not exceed pool_max (%)', r.pool_min, r.pool_max
             USING ERRCODE = 'invalid_parameter_value';

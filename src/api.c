@@ -452,6 +452,19 @@ api_call(const char *name, ChannelCallKind kind, bool read_only, text *sql,
 	return tag;
 }
 
+/*
+ * query, query_json and fetchval share their arguments: (name, sql,
+ * params, read_only).
+ */
+static void
+api_call_rows(FunctionCallInfo fcinfo, const char *name, CallSink *sink)
+{
+	(void) api_call(name, CALL_ROWS,
+					!PG_ARGISNULL(3) && PG_GETARG_BOOL(3),
+					PG_GETARG_TEXT_PP(1),
+					PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2), sink);
+}
+
 /* ---------------------------------------------------------------------
  * query: rows typed by the caller's column list
  * ---------------------------------------------------------------------
@@ -544,10 +557,7 @@ netrun_query(PG_FUNCTION_ARGS)
 	sink.rowdesc = query_rowdesc;
 	sink.row = query_row;
 
-	(void) api_call(name, CALL_ROWS,
-					!PG_ARGISNULL(3) && PG_GETARG_BOOL(3),
-					PG_GETARG_TEXT_PP(1),
-					PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2), &sink);
+	api_call_rows(fcinfo, name, &sink);
 	return (Datum) 0;
 }
 
@@ -644,10 +654,7 @@ netrun_query_json(PG_FUNCTION_ARGS)
 	sink.rowdesc = json_rowdesc;
 	sink.row = json_row;
 
-	(void) api_call(name, CALL_ROWS,
-					!PG_ARGISNULL(3) && PG_GETARG_BOOL(3),
-					PG_GETARG_TEXT_PP(1),
-					PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2), &sink);
+	api_call_rows(fcinfo, name, &sink);
 	return (Datum) 0;
 }
 
@@ -676,10 +683,7 @@ netrun_fetchval(PG_FUNCTION_ARGS)
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	sink.row = fetchval_row;
 
-	(void) api_call(name, CALL_ROWS,
-					!PG_ARGISNULL(3) && PG_GETARG_BOOL(3),
-					PG_GETARG_TEXT_PP(1),
-					PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2), &sink);
+	api_call_rows(fcinfo, name, &sink);
 	if (sink.first_value == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(sink.first_value);
