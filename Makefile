@@ -24,6 +24,10 @@ ISOLATION_TESTS = $(sort $(basename $(notdir $(wildcard specs/*.spec))))
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# PGXS tracks no header dependencies: every object depends on every header,
+# or a changed struct leaves objects built against its old layout.
+$(OBJS): $(wildcard src/*.h)
+
 pgxsdir      = $(dir $(PGXS))../..
 TEST_CONF    = $(CURDIR)/test/netrun_pool.conf
 REGRESS_DIR  = $(CURDIR)/build/regress

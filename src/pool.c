@@ -1775,10 +1775,17 @@ pool_publish_gauges(void)
 }
 
 /* Waiters past their deadline, connects past theirs. */
+/*
+ * Something happened since the gauges were last published: publish again
+ * at the next maintenance tick even if nothing else wakes the worker, so
+ * pool_stats settles within 250 ms; at rest nothing wakes it at all.
+ */
+static bool gauges_dirty = false;
+static TimestampTz next_maintenance = 0;
+
 static long
 pool_check_deadlines(void)
 {
-	static TimestampTz next_maintenance = 0;
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz next = 0;
 	dlist_iter	it;
@@ -1787,8 +1794,11 @@ pool_check_deadlines(void)
 	{
 		pool_maintain(now);
 		pool_publish_gauges();
+		gauges_dirty = false;
 		next_maintenance = TimestampTzPlusMilliseconds(now, 250);
 	}
+	if (gauges_dirty && (next == 0 || next_maintenance < next))
+		next = next_maintenance;
 
 	dlist_foreach(it, &all_pools)
 	{
@@ -1966,6 +1976,8 @@ pool_run_once(long max_wait_ms)
 
 	events = palloc(sizeof(WaitEvent) * nevents);
 	nfired = WaitEventSetWait(set, timeout, events, nevents, PG_WAIT_EXTENSION);
+	if (nfired > 0)
+		gauges_dirty = true;
 	for (int i = 0; i < nfired; i++)
 	{
 		if (events[i].events & WL_LATCH_SET)
