@@ -192,6 +192,60 @@ SELECT show_error($$SELECT * FROM netrun_pool.query('self', 'SELECT ''abc''') AS
 COMMIT;
 SELECT count(*) AS ledger2_rows FROM ledger2;
 DROP TABLE ledger2;
+-- COPY cannot pass through the pool (libpq's COPY state would never end):
+-- a clear error, and the pool goes on serving.  An empty statement is fine.
+SELECT netrun_pool.exec('self', 'COPY (SELECT 1) TO STDOUT');
+SELECT * FROM netrun_pool.query('self', 'COPY (SELECT 1) TO STDOUT') AS t(x text);
+SELECT netrun_pool.exec('self', '') = '' AS empty_statement;
+SELECT netrun_pool.fetchval('self', 'SELECT ''still serving''');
+-- read_only inside begin() would not be read-only: refused.
+BEGIN;
+SELECT netrun_pool.begin('self');
+SELECT netrun_pool.fetchval('self', 'SELECT 1', read_only => true);
+ROLLBACK;
+-- Two begin() connections, and the first commit fails: the second is not
+-- left pinned with its transaction open; it rolls back with the local one.
+SELECT netrun_pool.register('self2',
+    format('host=%s port=%s dbname=contrib_regression',
+           current_setting('unix_socket_directories'), current_setting('port')));
+CREATE TABLE commit_dfr (id int UNIQUE DEFERRABLE INITIALLY DEFERRED);
+CREATE TABLE commit_other (id int);
+DO $$
+BEGIN
+  FOR i IN 1..300 LOOP
+    BEGIN
+      PERFORM netrun_pool.fetchval('self2', 'SELECT 1');
+      EXIT;
+    EXCEPTION WHEN OTHERS THEN
+      PERFORM pg_sleep(0.1);
+    END;
+  END LOOP;
+END $$;
+BEGIN;
+SELECT netrun_pool.begin('self');
+SELECT netrun_pool.begin('self2');
+SELECT netrun_pool.exec('self2', 'INSERT INTO commit_other VALUES (1)');
+SELECT netrun_pool.exec('self', 'INSERT INTO commit_dfr VALUES (1), (1)');
+COMMIT;
+DO $$
+BEGIN
+  FOR i IN 1..100 LOOP
+    EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity
+                           WHERE application_name LIKE 'netrun_pool:self%'
+                             AND state LIKE 'idle in transaction%');
+    PERFORM pg_sleep(0.05);
+  END LOOP;
+END $$;
+SELECT (SELECT count(*) FROM commit_dfr) AS dfr_rows, (SELECT count(*) FROM commit_other) AS other_rows;
+-- and the next begin() on it starts afresh
+BEGIN;
+SELECT netrun_pool.begin('self2');
+SELECT netrun_pool.exec('self2', 'INSERT INTO commit_other VALUES (2)');
+COMMIT;
+SELECT array_agg(id) AS other_ids FROM commit_other;
+DROP TABLE commit_dfr, commit_other;
+SELECT netrun_pool.unregister('self2');
+
 -- After all that, calls outside begin() are plain again.
 SELECT netrun_pool.fetchval('self', 'SELECT count(*) FROM ledger');
 DROP TABLE ledger, deferred_uniq, local_mark;
@@ -211,6 +265,12 @@ BEGIN
 END $$;
 SELECT netrun_pool.exec('sess', 'SET search_path = pg_catalog');
 SELECT netrun_pool.fetchval('sess', 'SHOW search_path') AS same_session;
+-- A read_only call or exec_transaction would commit a session's open
+-- transaction: refused.
+SELECT netrun_pool.exec('sess', 'BEGIN');
+SELECT netrun_pool.fetchval('sess', 'SELECT 1', read_only => true);
+SELECT netrun_pool.exec_transaction('sess', ARRAY['SELECT 1']);
+SELECT netrun_pool.exec('sess', 'ROLLBACK');
 SELECT netrun_pool.release('sess');
 SELECT netrun_pool.fetchval('sess', 'SHOW search_path') AS after_release;
 SELECT netrun_pool.fetchval('sess', 'SHOW DateStyle') AS settings_back;

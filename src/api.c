@@ -347,6 +347,8 @@ api_call(const char *name, ChannelCallKind kind, bool read_only, text *sql,
 			const char *p;
 			const char *end;
 
+			/* a full queue never waits: cancel must still get through */
+			CHECK_FOR_INTERRUPTS();
 			channel_backend_receive(&len, &data);
 			if (len < 1)
 				elog(ERROR, "netrun_pool: empty message from the worker");
@@ -878,9 +880,25 @@ begin_xact_callback(XactEvent event, void *arg)
 				if (begun_lost)
 					begun_lost_error((char *) linitial(begun));
 				begun = NIL;	/* an error below aborts; don't come back */
-				foreach(lc, names)
-					(void) api_call((char *) lfirst(lc), CALL_COMMIT, false,
-									empty_text(), NULL, &sink);
+
+				/*
+				 * If one commit fails, the local transaction aborts: the
+				 * other begun connections must not stay pinned with their
+				 * transactions open, so the channel goes (the worker closes
+				 * them, which rolls them back).
+				 */
+				PG_TRY();
+				{
+					foreach(lc, names)
+						(void) api_call((char *) lfirst(lc), CALL_COMMIT, false,
+										empty_text(), NULL, &sink);
+				}
+				PG_CATCH();
+				{
+					channel_backend_discard();
+					PG_RE_THROW();
+				}
+				PG_END_TRY();
 				list_free_deep(names);
 			}
 			break;

@@ -37,6 +37,7 @@ static dsm_segment *my_seg = NULL;
 static shm_mq_handle *my_request = NULL;
 static shm_mq_handle *my_response = NULL;
 static bool exit_callback_registered = false;
+static pid_t my_channel_worker = 0;	/* the worker our channel is for */
 
 static ChannelSlot *
 my_slot(void)
@@ -115,8 +116,14 @@ channel_backend_ensure(void)
 
 	netrun_require_shared();
 	if (my_seg != NULL)
-		return;
-	if (channel_worker_pid() == 0)
+	{
+		/* a restarted worker will not serve the old one's channel */
+		if (channel_worker_pid() == my_channel_worker)
+			return;
+		channel_backend_discard();
+	}
+	my_channel_worker = channel_worker_pid();
+	if (my_channel_worker == 0)
 		channel_worker_gone();
 
 	shm_toc_initialize_estimator(&e);
@@ -153,6 +160,7 @@ channel_backend_ensure(void)
 	slot->pid = MyProcPid;
 	slot->handle = dsm_segment_handle(my_seg);
 	slot->generation++;
+	slot->worker_pid = my_channel_worker;
 	worker_latch = netrun_shared->worker_latch;
 	SpinLockRelease(&netrun_shared->mutex);
 	if (worker_latch)
@@ -167,7 +175,7 @@ channel_wait(void)
 					 1000, PG_WAIT_EXTENSION);
 	ResetLatch(MyLatch);
 	CHECK_FOR_INTERRUPTS();
-	if (channel_worker_pid() == 0)
+	if (channel_worker_pid() != my_channel_worker)
 		channel_worker_gone();
 }
 

@@ -84,6 +84,8 @@ typedef struct ChannelSlot
 	pid_t		pid;			/* 0: no channel */
 	dsm_handle	handle;
 	uint32		generation;		/* bumped at every new channel */
+	pid_t		worker_pid;		/* the worker it was made for: a restarted
+								 * worker never adopts an old channel */
 } ChannelSlot;
 
 /* channel.c, backend side */

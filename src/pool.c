@@ -178,6 +178,18 @@ pool_init(void)
 										 ALLOCSET_DEFAULT_SIZES);
 	channels = MemoryContextAllocZero(pool_context,
 									  sizeof(ChannelState) * netrun_shared->max_channels);
+	/* the reserve for the event set's descriptor (see pool_run_once) */
+	ReserveExternalFD();
+}
+
+/* After an error unwound the worker's loop: no dispatch is in progress. */
+void
+pool_after_error(void)
+{
+	dlist_iter	it;
+
+	dlist_foreach(it, &all_pools)
+		dlist_container(Pool, node, it.cur)->dispatching = false;
 }
 
 /* ---------------------------------------------------------------------
@@ -219,7 +231,7 @@ conn_start(Pool *pool, char **error)
 	int			n = 0;
 	PQconninfoOption *opts;
 	PQconninfoOption *secret_opts = NULL;
-	char	   *secret = NULL;
+	char	   *volatile secret = NULL;
 	char	   *appname;
 	RemoteConn *rc;
 	PGconn	   *conn;
@@ -240,7 +252,30 @@ conn_start(Pool *pool, char **error)
 	}
 	if (pool->secret)
 	{
-		secret = netrun_secret_decrypt(pool->secret, pool->settings.name);
+		/*
+		 * The key file can be missing or unreadable (an ERROR in
+		 * secret.c): that is this connect's failure, not the worker's.
+		 */
+		MemoryContext cxt = CurrentMemoryContext;
+
+		PG_TRY();
+		{
+			secret = netrun_secret_decrypt(pool->secret, pool->settings.name);
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			PQconninfoFree(opts);
+			ReleaseExternalFD();
+			*error = pstrdup(edata->message);
+			FreeErrorData(edata);
+			return NULL;
+		}
+		PG_END_TRY();
 		if (secret == NULL)
 		{
 			PQconninfoFree(opts);
@@ -754,7 +789,8 @@ request_start(Request *req, RemoteConn *rc)
 	 * server's own identity on a remote that did not ask for a password.
 	 */
 	if (!(req->flags & REQ_SUPERUSER) && pool->settings.password_required &&
-		!rc->used_password)
+		!rc->used_password &&
+		req->kind != CALL_COMMIT && req->kind != CALL_ROLLBACK && req->kind != CALL_RELEASE)
 	{
 		request_fail(req, "2F003",
 					 psprintf("password is required for netrun_pool connection \"%s\"",
@@ -765,6 +801,31 @@ request_start(Request *req, RemoteConn *rc)
 	}
 
 	req->admitted = true;
+
+	/*
+	 * A read-only call or exec_transaction opens and ends a transaction of
+	 * its own: inside one that is already open (begin(), or a session that
+	 * ran BEGIN) it would either not be read-only or commit the caller's.
+	 */
+	if (((req->flags & REQ_READ_ONLY) || req->kind == CALL_TRANSACTION) &&
+		!rc->pin_txn && PQtransactionStatus(rc->conn) != PQTRANS_IDLE)
+	{
+		request_fail(req, "25001",
+					 psprintf("a remote transaction is already open on netrun_pool connection \"%s\"",
+							  pool->settings.name),
+					 "read_only calls and exec_transaction run in a transaction of their own.",
+					 "End the session's transaction first.");
+		return;
+	}
+	if ((req->flags & REQ_READ_ONLY) && rc->pin_txn)
+	{
+		request_fail(req, "25001",
+					 psprintf("read_only is not possible inside begin() on netrun_pool connection \"%s\"",
+							  pool->settings.name),
+					 "The begin() transaction may already have written.",
+					 "Call it without read_only, or outside the begin() transaction.");
+		return;
+	}
 
 	switch (req->kind)
 	{
@@ -983,6 +1044,24 @@ request_advance(Request *req)
 						req->tag = pstrdup(PQcmdStatus(res));
 				}
 				break;
+			case PGRES_EMPTY_QUERY:
+				if (req->step == STEP_MAIN && !req->failed && req->kind != CALL_TRANSACTION)
+					req->tag = pstrdup("");
+				break;
+			case PGRES_COPY_IN:
+			case PGRES_COPY_OUT:
+			case PGRES_COPY_BOTH:
+				/*
+				 * libpq would hand out COPY results forever; the only
+				 * non-blocking way out is to close the connection.
+				 */
+				PQclear(res);
+				MemoryContextSwitchTo(old);
+				rc->retire = true;
+				request_fail(req, "0A000",
+							 "COPY is not supported through netrun_pool",
+							 NULL, "Run the query as SELECT, or INSERT the rows with exec().");
+				return;
 			default:
 				request_note_remote_error(req, res);
 				break;
@@ -1143,18 +1222,21 @@ pool_dispatch(Pool *pool)
 static void
 conn_release(RemoteConn *rc)
 {
+	/*
+	 * Pinned: it waits for the same backend's next call, even if the pool
+	 * is being retired or connects per call; it goes when the pin ends.
+	 */
+	if ((rc->pin_txn || rc->pin_session) && PQstatus(rc->conn) == CONNECTION_OK)
+	{
+		rc->state = CONN_PINNED;
+		rc->req = NULL;
+		return;
+	}
 	/* pool_mode none (serverless remotes): one connection per call */
 	if (PQstatus(rc->conn) != CONNECTION_OK || rc->retire || !rc->pool->present ||
 		rc->pool->settings.pool_mode == NETRUN_POOL_MODE_NONE)
 	{
 		conn_close(rc);
-		return;
-	}
-	/* pinned: it waits for the same backend's next call */
-	if (rc->pin_txn || rc->pin_session)
-	{
-		rc->state = CONN_PINNED;
-		rc->req = NULL;
 		return;
 	}
 	/* In transaction mode the remote transaction never outlives the call. */
@@ -1323,7 +1405,7 @@ pool_force_retire(const char *name, bool all_removed)
 			else if (rc->state != CONN_IDLE)
 				conn_close(rc);
 		}
-		if (pool->nconns == 0)
+		if (pool->nconns == 0 && dlist_is_empty(&pool->waiters))
 		{
 			dlist_delete(&pool->node);
 			pfree(pool->conninfo);
@@ -1635,7 +1717,7 @@ pool_service_channels(void)
 			channel_release_pins(i);
 			channel_worker_detach(&cs->ch);
 		}
-		if (!cs->ch.attached && snap.pid != 0)
+		if (!cs->ch.attached && snap.pid != 0 && snap.worker_pid == MyProcPid)
 		{
 			if (!channel_worker_attach(&cs->ch, i, snap.handle, snap.generation))
 				continue;
@@ -1935,6 +2017,11 @@ pool_run_once(long max_wait_ms)
 	dlist_foreach(it, &all_pools)
 		nevents += dlist_container(Pool, node, it.cur)->nconns;
 
+	/*
+	 * The event set's own descriptor comes from a slot held in reserve, so
+	 * connections can never take the last one and wedge the loop.
+	 */
+	ReleaseExternalFD();
 	set = CreateWaitEventSet(cxt, nevents);
 	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
@@ -1986,5 +2073,6 @@ pool_run_once(long max_wait_ms)
 			conn_on_event((RemoteConn *) events[i].user_data);
 	}
 	FreeWaitEventSet(set);
+	ReserveExternalFD();
 	pfree(events);
 }

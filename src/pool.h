@@ -23,6 +23,7 @@ extern void pool_sync(PoolDefinition *defs, int ndefs);
 extern void pool_shutdown_all(void);
 extern void pool_force_retire(const char *name, bool all_removed);
 extern void pool_publish_gauges(void);
+extern void pool_after_error(void);
 extern void pool_run_once(long max_wait_ms);
 
 #endif							/* NETRUN_POOL_POOL_H */

@@ -194,6 +194,7 @@ netrun_worker_main(Datum main_arg)
 		MemoryContextSwitchTo(loop_context);
 		FlushErrorState();
 		MemoryContextReset(loop_context);
+		pool_after_error();
 		RESUME_INTERRUPTS();
 		error_backoff_ms = Min(Max(error_backoff_ms * 2, 1000), 60000);
 		wait_before_retry = true;
@@ -215,6 +216,8 @@ netrun_worker_main(Datum main_arg)
 		{
 			MemoryContextSwitchTo(loop_context);
 			worker_iterate();
+			/* a transaction in worker_iterate leaves TopMemoryContext current */
+			MemoryContextSwitchTo(loop_context);
 			if (have_extension)
 			{
 				/* serve calls; returns after at most a poll interval */

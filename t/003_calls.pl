@@ -421,6 +421,42 @@ is($local->safe_psql('postgres',
 		"SELECT count(*), count(DISTINCT j->>'g') FROM netrun_pool.query_json('r', 'SELECT g FROM generate_series(1, 1000000) g') j"),
 	'1000000|1000000', 'a 1-million-row query_json arrives whole, counted exactly');
 
+# --- an unreadable key file fails the connect, not the worker ---------------
+$local->safe_psql('postgres', "SELECT netrun_pool.register('keyed', '$scram')");
+ok($local->poll_query_until('postgres',
+		"SELECT count(*) FROM netrun_pool.pool_stats WHERE name = 'keyed'", '1'), 'keyed registered');
+chmod 0644, $keyfile;
+$local->safe_psql('postgres', "SELECT netrun_pool.configure('keyed', acquire_timeout_ms => 1000)");
+sleep(1);
+($ret, $out, $err) = $local->psql('postgres', "SELECT netrun_pool.fetchval('keyed', 'SELECT 1')");
+like($err, qr/could not connect to netrun_pool connection "keyed".*DETAIL:  secret key file ".*" is accessible by group or others/s,
+	'a key file readable by others fails the connect with the reason');
+is($local->safe_psql('postgres', "SELECT netrun_pool.fetchval('r', 'SELECT 5')"), '5',
+	'other pools keep serving meanwhile');
+chmod 0600, $keyfile;
+ok($local->poll_query_until('postgres', "SELECT netrun_pool.fetchval('keyed', 'SELECT 6') = '6'"),
+	'the pool connects again once the key file is fixed');
+$local->safe_psql('postgres', "SELECT netrun_pool.unregister('keyed')");
+
+# --- a long-lived backend survives a worker restart ---------------------------
+my ($bin, $bout, $berr2) = ('', '', '');
+my $long = IPC::Run::start(
+	[ 'psql', '-X', '-At', '-d', $local->connstr('postgres') ],
+	'<', \$bin, '>', \$bout, '2>', \$berr2);
+$bin .= "SELECT 'first:' || netrun_pool.fetchval('r', 'SELECT 1');\n";
+IPC::Run::pump($long) until $bout =~ /first:1/;
+my $oldw = NetrunTest::status_field($local, 'postgres', 'worker_pid');
+kill 'TERM', $oldw;
+ok($local->poll_query_until('postgres',
+		"SELECT state = 'running' AND worker_pid <> $oldw AND pools >= 3 FROM netrun_pool.worker_status()"),
+	'the worker restarted');
+$bin .= "SELECT 'second:' || netrun_pool.fetchval('r', 'SELECT 2');\n";
+IPC::Run::pump($long) until $bout =~ /second:2/ || $berr2 =~ /ERROR/;
+like($bout, qr/second:2/, 'the same backend calls again without an error: its channel is made anew');
+is($berr2, '', 'no error at all');
+$bin .= "\\q\n";
+$long->finish;
+
 # --- the worker dies mid-call: callers hear it, and it comes back ----------
 ($sout, $serr) = ('', '');
 $victim = IPC::Run::start(
