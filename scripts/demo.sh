@@ -121,6 +121,8 @@ show "SELECT netrun_pool.fetchval('demo_remote', 'SELECT count(*) FROM items')"
 show "SELECT netrun_pool.exec('demo_remote', 'UPDATE items SET label = upper(label) WHERE id = \$1', ARRAY['1'])"
 show "SET ROLE app_reader; SELECT netrun_pool.fetchval('demo_remote', 'SELECT label FROM items WHERE id = 1')"
 show "SELECT netrun_pool.exec_transaction('demo_remote', ARRAY['UPDATE items SET label = lower(label) WHERE id = 1', 'UPDATE items SET label = label || ''!'' WHERE id = 2'])"
+# the worker publishes the gauges every 250 ms: let them settle
+sleep 0.3
 show "SELECT name, pool_mode, pool_min, pool_max, total, checked_out, idle, waiting, available, utilization_percent FROM netrun_pool.pool_stats"
 echo
 echo "remote=# SELECT application_name, count(*) FROM pg_stat_activity WHERE application_name LIKE 'netrun_pool:%' GROUP BY 1"
