@@ -264,6 +264,18 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION netrun_pool._require_connection(name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM netrun_pool.registry g WHERE g.name = _require_connection.name) THEN
+        PERFORM netrun_pool._not_found(name);
+    END IF;
+END
+$$;
+
 CREATE FUNCTION netrun_pool.register(
     name text, conninfo text,
     kind text DEFAULT 'shared', role text DEFAULT 'primary',
@@ -398,9 +410,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM netrun_pool._lock_registry();
-    IF NOT EXISTS (SELECT 1 FROM netrun_pool.registry g WHERE g.name = grant_usage.name) THEN
-        PERFORM netrun_pool._not_found(name);
-    END IF;
+    PERFORM netrun_pool._require_connection(name);
     IF grantee IS NULL THEN
         RAISE EXCEPTION 'grantee must not be null'
             USING ERRCODE = 'null_value_not_allowed';
@@ -424,9 +434,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM netrun_pool._lock_registry();
-    IF NOT EXISTS (SELECT 1 FROM netrun_pool.registry g WHERE g.name = revoke_usage.name) THEN
-        PERFORM netrun_pool._not_found(name);
-    END IF;
+    PERFORM netrun_pool._require_connection(name);
     DELETE FROM netrun_pool.usage_grants u
      WHERE u.name = revoke_usage.name AND u.grantee = revoke_usage.grantee;
 END

@@ -161,17 +161,28 @@ from_remote(char *s)
 static StringInfo request_buf = NULL;
 static uint32 request_seq = 0;
 
-static void
-api_check_args(FunctionCallInfo fcinfo)
+/* The first argument of every call: the connection's name. */
+static char *
+api_name_arg(FunctionCallInfo fcinfo)
 {
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("netrun_pool connection name must not be null")));
+	return text_to_cstring(PG_GETARG_TEXT_PP(0));
+}
+
+/* (name, sql, ...): both required; returns the name. */
+static char *
+api_check_args(FunctionCallInfo fcinfo)
+{
+	char	   *name = api_name_arg(fcinfo);
+
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("sql must not be null")));
+	return name;
 }
 
 /*
@@ -537,8 +548,7 @@ netrun_query(PG_FUNCTION_ARGS)
 	CallSink	sink = {0};
 	char	   *name;
 
-	api_check_args(fcinfo);
-	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	name = api_check_args(fcinfo);
 	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) || rsinfo->expectedDesc == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYNTAX_ERROR),
@@ -648,8 +658,7 @@ netrun_query_json(PG_FUNCTION_ARGS)
 	TupleDesc	desc;
 	char	   *name;
 
-	api_check_args(fcinfo);
-	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	name = api_check_args(fcinfo);
 	desc = CreateTemplateTupleDesc(1);
 	TupleDescInitEntry(desc, 1, "query_json", JSONBOID, -1, 0);
 	api_init_store(fcinfo, &sink, desc);
@@ -681,8 +690,7 @@ netrun_fetchval(PG_FUNCTION_ARGS)
 	CallSink	sink = {0};
 	char	   *name;
 
-	api_check_args(fcinfo);
-	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	name = api_check_args(fcinfo);
 	sink.row = fetchval_row;
 
 	api_call_rows(fcinfo, name, &sink);
@@ -703,8 +711,7 @@ netrun_exec(PG_FUNCTION_ARGS)
 	char	   *name;
 	char	   *tag;
 
-	api_check_args(fcinfo);
-	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	name = api_check_args(fcinfo);
 
 	tag = api_call(name, CALL_EXEC, false, PG_GETARG_TEXT_PP(1),
 				   PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2), &sink);
@@ -782,15 +789,11 @@ netrun_exec_transaction(PG_FUNCTION_ARGS)
 	Datum	   *result;
 	int			nresult = 0;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("netrun_pool connection name must not be null")));
+	name = api_name_arg(fcinfo);
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("statements must not be null")));
-	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	statements = PG_GETARG_ARRAYTYPE_P(1);
 	deconstruct_array(statements, TEXTOID, -1, false, TYPALIGN_INT,
 					  &elems, &elem_nulls, &n);
@@ -931,11 +934,7 @@ netrun_begin(PG_FUNCTION_ARGS)
 	CallSink	sink = {0};
 	MemoryContext old;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("netrun_pool connection name must not be null")));
-	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	name = api_name_arg(fcinfo);
 
 	if (is_begun(name))
 	{
@@ -962,11 +961,7 @@ netrun_release(PG_FUNCTION_ARGS)
 {
 	CallSink	sink = {0};
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("netrun_pool connection name must not be null")));
-	(void) api_call(text_to_cstring(PG_GETARG_TEXT_PP(0)), CALL_RELEASE, false,
+	(void) api_call(api_name_arg(fcinfo), CALL_RELEASE, false,
 					empty_text(), NULL, &sink);
 	PG_RETURN_VOID();
 }
