@@ -276,6 +276,13 @@ SELECT netrun_pool.fetchval('sess', 'SHOW search_path') AS after_release;
 SELECT netrun_pool.fetchval('sess', 'SHOW DateStyle') AS settings_back;
 SELECT netrun_pool.release('sess');
 SELECT netrun_pool.release('sess');  -- nothing held: nothing to do
+-- A call that fails mid-stream discards this backend's channel, which
+-- ends its sessions: the next call on the session pool says so, once.
+SELECT netrun_pool.exec('sess', 'SET search_path = pg_catalog');
+SELECT * FROM netrun_pool.query('sess', 'SELECT ''not a number''') AS t(a int);
+SELECT netrun_pool.fetchval('sess', 'SHOW search_path');
+SELECT netrun_pool.fetchval('sess', 'SHOW search_path') AS new_session;
+SELECT netrun_pool.release('sess');
 SELECT netrun_pool.release(NULL);
 SELECT netrun_pool.begin(NULL);
 SELECT netrun_pool.unregister('sess');

@@ -93,6 +93,60 @@ static text *empty_text(void);
 static List *begun = NIL;
 static bool begun_lost = false;
 
+/*
+ * Session-mode pools this backend holds a session on (TopMemoryContext).
+ * Discarding the channel ends those sessions (the worker closes their
+ * connections): their names move to sessions_lost, and the next call on
+ * each says so once instead of quietly starting a fresh session.
+ */
+static List *sessions = NIL;
+static List *sessions_lost = NIL;
+
+static List *
+name_list_remove(List *list, const char *name, bool *found)
+{
+	ListCell   *lc;
+
+	*found = false;
+	foreach(lc, list)
+	{
+		if (strcmp((char *) lfirst(lc), name) == 0)
+		{
+			pfree(lfirst(lc));
+			*found = true;
+			return list_delete_cell(list, lc);
+		}
+	}
+	return list;
+}
+
+static void
+sessions_note(const char *name)
+{
+	ListCell   *lc;
+	MemoryContext old;
+
+	foreach(lc, sessions)
+		if (strcmp((char *) lfirst(lc), name) == 0)
+			return;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	sessions = lappend(sessions, pstrdup(name));
+	MemoryContextSwitchTo(old);
+}
+
+/* The channel is going: every session it carried is lost. */
+static void
+sessions_lose_all(void)
+{
+	/* list_concat allocates in the current context: keep the lists long-lived */
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	sessions_lost = list_concat(sessions_lost, sessions);
+	MemoryContextSwitchTo(old);
+	list_free(sessions);		/* the cells only: the names moved */
+	sessions = NIL;
+}
+
 static bool
 is_begun(const char *name)
 {
@@ -191,11 +245,12 @@ api_check_args(FunctionCallInfo fcinfo)
  * role membership may read the catalog, which must not happen under an
  * LWLock.
  */
-static void
+static int
 api_authorize(const char *name)
 {
 	bool		found = false;
 	bool		enabled = false;
+	int			pool_mode = -1;
 	int			ngrantees = 0;
 	Oid			grantees[NETRUN_MAX_GRANTEES];
 
@@ -209,6 +264,7 @@ api_authorize(const char *name)
 		{
 			found = true;
 			enabled = slot->enabled;
+			pool_mode = slot->pool_mode;
 			ngrantees = slot->ngrantees;
 			memcpy(grantees, slot->grantees, sizeof(Oid) * ngrantees);
 			break;
@@ -236,6 +292,7 @@ api_authorize(const char *name)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("netrun_pool connection \"%s\" is disabled", name)));
+	return pool_mode;
 }
 
 static StringInfo
@@ -331,11 +388,21 @@ api_call(const char *name, ChannelCallKind kind, bool read_only, text *sql,
 	CallError  *volatile err = NULL;
 	char	   *volatile tag = NULL;
 
+	volatile int pool_mode = -1;
+	bool		lost;
+
 	/* ending a begin() or a session is always allowed */
 	if (kind != CALL_COMMIT && kind != CALL_ROLLBACK && kind != CALL_RELEASE)
-		api_authorize(name);
+		pool_mode = api_authorize(name);
 	if (begun_lost && is_begun(name))
 		begun_lost_error(name);
+	sessions_lost = name_list_remove(sessions_lost, name, &lost);
+	if (lost && kind != CALL_RELEASE)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("the session of netrun_pool connection \"%s\" was lost", name),
+				 errdetail("A call that failed mid-stream or was cancelled closed this backend's channel, and with it the session's connection and state."),
+				 errhint("Call again to start a new session.")));
 
 	SpinLockAcquire(&netrun_shared->mutex);
 	call_remote_encoding = netrun_shared->worker_encoding;
@@ -448,9 +515,15 @@ api_call(const char *name, ChannelCallKind kind, bool read_only, text *sql,
 		/* the worker closes pinned connections with the channel */
 		if (begun != NIL)
 			begun_lost = true;
+		sessions_lose_all();
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+
+	if (pool_mode == NETRUN_POOL_MODE_SESSION)
+		sessions_note(name);
+	if (kind == CALL_RELEASE)
+		sessions = name_list_remove(sessions, name, &lost);
 
 	if (err)
 		ereport(ERROR,
@@ -899,6 +972,7 @@ begin_xact_callback(XactEvent event, void *arg)
 				PG_CATCH();
 				{
 					channel_backend_discard();
+					sessions_lose_all();
 					PG_RE_THROW();
 				}
 				PG_END_TRY();
@@ -917,6 +991,7 @@ begin_xact_callback(XactEvent event, void *arg)
 			{
 				begun_clear();
 				channel_backend_discard();
+				sessions_lose_all();
 			}
 			break;
 		case XACT_EVENT_COMMIT:
