@@ -66,6 +66,11 @@ BEGIN; SELECT netrun_pool.begin('r'); SELECT netrun_pool.exec('r', 'INSERT INTO 
 BEGIN; SELECT netrun_pool.begin('r'); SELECT netrun_pool.exec('r', 'INSERT INTO t VALUES (4)'); ROLLBACK;
 SELECT netrun_pool.exec('s', 'SET work_mem = ''8MB''');
 SELECT netrun_pool.release('s');
+SELECT netrun_pool.exec('s', 'SET work_mem = ''16MB''');
+SELECT * FROM netrun_pool.query('s', 'SELECT ''x''') AS t(a int);
+SELECT netrun_pool.fetchval('s', 'SHOW work_mem');
+SELECT netrun_pool.fetchval('s', 'SHOW work_mem');
+SELECT netrun_pool.release('s');
 SET statement_timeout = '300ms';
 SELECT netrun_pool.fetchval('r', 'SELECT pg_sleep(10)');
 RESET statement_timeout;
@@ -110,7 +115,7 @@ for f in "$work"/vg/vg.*; do
 done
 all_reports=$(cat "$work"/vg/vg.* 2>/dev/null | grep -c -E '^==[0-9]+== [A-Z]')
 # The workload must have run: its calls answer with these.
-for want in 'INSERT 0 1' '20000' '3 | 3x' 'canceling statement due to statement timeout'; do
+for want in 'INSERT 0 1' '20000' '3 | 3x' 'canceling statement due to statement timeout' 'session of netrun_pool connection "s" was lost'; do
 	grep -q -- "$want" "$work/workload.out" || { echo "workload did not run as expected (no '$want')"; cat "$work/workload.out"; exit 1; }
 done
 echo "== valgrind: $all_reports reports in all, $ours process logs with errors in netrun_pool's code"
