@@ -5,7 +5,6 @@ use strict;
 use warnings;
 
 use File::Copy;
-use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -89,10 +88,7 @@ ok($local->log_contains(qr{statement: SELECT netrun_pool\.register\('remote_db',
 # --- pg_stat_activity: a registry call's text is replaced while it runs ----
 $local->safe_psql('postgres', 'CREATE ROLE watcher LOGIN IN ROLE pg_read_all_stats');
 my ($wout, $werr) = ('', '');
-my $slow = IPC::Run::start(
-	[ 'psql', '-X', '-d', $local->connstr('postgres'), '-c',
-	  "SELECT netrun_pool.register('slow_reg', 'host=h password=$password'); SELECT pg_sleep(3)" ],
-	'>', \$wout, '2>', \$werr);
+my $slow = NetrunTest::background_call($local, 'postgres', "SELECT netrun_pool.register('slow_reg', 'host=h password=$password'); SELECT pg_sleep(3)", \$wout, \$werr);
 ok( $local->poll_query_until('postgres',
 		"SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep'",
 		't'),

@@ -93,10 +93,7 @@ $local->safe_psql('postgres', "SELECT netrun_pool.unregister('nowhere')");
 # A remote that is back within the window serves the waiting call.
 $trusting->stop;
 my ($pout, $perr) = ('', '');
-my $patient = IPC::Run::start(
-	[ 'psql', '-X', '-At', '-d', $local->connstr('postgres'), '-c',
-	  "SELECT netrun_pool.fetchval('trusted', 'SELECT ''served after the restart''')" ],
-	'>', \$pout, '2>', \$perr);
+my $patient = NetrunTest::background_call($local, 'postgres', "SELECT netrun_pool.fetchval('trusted', 'SELECT ''served after the restart''')", \$pout, \$perr);
 sleep(2);
 $trusting->start;
 $patient->finish;
@@ -153,16 +150,11 @@ ok($local->poll_query_until('postgres',
 		"SELECT count(*) FROM netrun_pool.connections WHERE name = 'fifo'", '1'), 'fifo registered');
 sleep(1);
 my @clients;
-push @clients, IPC::Run::start(
-	[ 'psql', '-X', '-d', $local->connstr('postgres'), '-c',
-	  "SELECT netrun_pool.fetchval('fifo', 'SELECT pg_sleep(1.5)')" ], '>', \my $ho, '2>', \my $he);
+push @clients, NetrunTest::background_call($local, 'postgres', "SELECT netrun_pool.fetchval('fifo', 'SELECT pg_sleep(1.5)')", \my $ho, \my $he);
 for my $i (1 .. 5)
 {
 	select(undef, undef, undef, 0.2);
-	push @clients, IPC::Run::start(
-		[ 'psql', '-X', '-d', $local->connstr('postgres'), '-c',
-		  "SELECT netrun_pool.exec('fifo', 'INSERT INTO served (who) VALUES (\$1)', ARRAY['$i'])" ],
-		'>', \my $o, '2>', \my $e);
+	push @clients, NetrunTest::background_call($local, 'postgres', "SELECT netrun_pool.exec('fifo', 'INSERT INTO served (who) VALUES (\$1)', ARRAY['$i'])", \my $o, \my $e);
 }
 $_->finish for @clients;
 is($remote->safe_psql('postgres', "SELECT string_agg(who::text, ',' ORDER BY seq) FROM served"),
@@ -175,8 +167,7 @@ $local->safe_psql('postgres',
 ok($local->poll_query_until('postgres',
 		"SELECT count(*) FROM netrun_pool.pool_stats WHERE name = 'ovf'", '1'), 'ovf registered');
 my @ovf = map {
-	IPC::Run::start([ 'psql', '-X', '-At', '-d', $local->connstr('postgres'), '-c',
-		"SELECT netrun_pool.fetchval('ovf', 'SELECT pg_sleep(1)')" ], '>', \my $o, '2>', \my $e)
+	NetrunTest::background_call($local, 'postgres', "SELECT netrun_pool.fetchval('ovf', 'SELECT pg_sleep(1)')", \my $o, \my $e)
 } 1 .. 3;
 ok($remote->poll_query_until('postgres',
 		"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'netrun_pool:ovf' AND state = 'active'", '3'),
@@ -208,10 +199,7 @@ ok($remote->poll_query_until('postgres',
 
 # --- acquire timeout: the only connection is held -------------------------
 my ($sout, $serr) = ('', '');
-my $sleeper = IPC::Run::start(
-	[ 'psql', '-X', '-d', $local->connstr('postgres'), '-c',
-	  "SELECT netrun_pool.fetchval('held', 'SELECT pg_sleep(3)')" ],
-	'>', \$sout, '2>', \$serr);
+my $sleeper = NetrunTest::background_call($local, 'postgres', "SELECT netrun_pool.fetchval('held', 'SELECT pg_sleep(3)')", \$sout, \$serr);
 ok($remote->poll_query_until('postgres',
 		"SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'netrun_pool:held' AND state = 'active'"),
 	'the held pool is busy');
@@ -233,11 +221,7 @@ sub remote_sleepers
 		"SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(300)%' AND state = 'active'");
 }
 
-($sout, $serr) = ('', '');
-my $victim = IPC::Run::start(
-	[ 'psql', '-X', '-d', $local->connstr('postgres'), '-c',
-	  "SELECT netrun_pool.fetchval('r', 'SELECT pg_sleep(300)')" ],
-	'>', \$sout, '2>', \$serr);
+my $victim = NetrunTest::background_call($local, 'postgres', "SELECT netrun_pool.fetchval('r', 'SELECT pg_sleep(300)')", \$sout, \$serr);
 ok($remote->poll_query_until('postgres',
 		"SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(300)%' AND state = 'active'"),
 	'the remote runs the long query');
@@ -273,11 +257,7 @@ $local->safe_psql('postgres', qq{
 ok($local->poll_query_until('postgres', 'SELECT pools FROM netrun_pool.worker_status()', '5'),
 	'two more connections loaded');
 
-($sout, $serr) = ('', '');
-my $soft = IPC::Run::start(
-	[ 'psql', '-X', '-At', '-d', $local->connstr('postgres'), '-c',
-	  "SELECT netrun_pool.fetchval('gone_soft', 'SELECT pg_sleep(2)::text || ''finished''')" ],
-	'>', \$sout, '2>', \$serr);
+my $soft = NetrunTest::background_call($local, 'postgres', "SELECT netrun_pool.fetchval('gone_soft', 'SELECT pg_sleep(2)::text || ''finished''')", \$sout, \$serr);
 ok($remote->poll_query_until('postgres',
 		"SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'netrun_pool:gone_soft' AND state = 'active'"),
 	'a call runs on gone_soft');
@@ -288,11 +268,7 @@ ok($remote->poll_query_until('postgres',
 		"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'netrun_pool:gone_soft'", '0'),
 	'and its connection is then retired');
 
-($sout, $serr) = ('', '');
-my $hard = IPC::Run::start(
-	[ 'psql', '-X', '-At', '-d', $local->connstr('postgres'), '-c',
-	  "SELECT netrun_pool.fetchval('gone_hard', 'SELECT pg_sleep(300)')" ],
-	'>', \$sout, '2>', \$serr);
+my $hard = NetrunTest::background_call($local, 'postgres', "SELECT netrun_pool.fetchval('gone_hard', 'SELECT pg_sleep(300)')", \$sout, \$serr);
 ok($remote->poll_query_until('postgres',
 		"SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'netrun_pool:gone_hard' AND state = 'active'"),
 	'a call runs on gone_hard');
@@ -305,11 +281,7 @@ ok($remote->poll_query_until('postgres',
 	'and its remote query and connection are gone');
 
 # --- a caller terminated mid-call frees its connection ---------------------
-($sout, $serr) = ('', '');
-my $doomed = IPC::Run::start(
-	[ 'psql', '-X', '-d', $local->connstr('postgres'), '-c',
-	  "SELECT netrun_pool.fetchval('r', 'SELECT pg_sleep(301)')" ],
-	'>', \$sout, '2>', \$serr);
+my $doomed = NetrunTest::background_call($local, 'postgres', "SELECT netrun_pool.fetchval('r', 'SELECT pg_sleep(301)')", \$sout, \$serr);
 ok($remote->poll_query_until('postgres',
 		"SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(301)%' AND state = 'active'"),
 	'a call runs for a caller about to be terminated');
@@ -349,8 +321,7 @@ ok($remote->poll_query_until('postgres',
 # Four concurrent calls open two more; once idle past idle_timeout_s the
 # pool shrinks back to pool_min, not below.
 my @busy = map {
-	IPC::Run::start([ 'psql', '-X', '-At', '-d', $local->connstr('postgres'), '-c',
-		"SELECT netrun_pool.fetchval('warm', 'SELECT pg_sleep(1)')" ], '>', \my $o, '2>', \my $e)
+	NetrunTest::background_call($local, 'postgres', "SELECT netrun_pool.fetchval('warm', 'SELECT pg_sleep(1)')", \my $o, \my $e)
 } 1 .. 4;
 ok($remote->poll_query_until('postgres',
 		"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'netrun_pool:warm' AND state = 'active'", '4'),
@@ -458,11 +429,7 @@ $bin .= "\\q\n";
 $long->finish;
 
 # --- the worker dies mid-call: callers hear it, and it comes back ----------
-($sout, $serr) = ('', '');
-$victim = IPC::Run::start(
-	[ 'psql', '-X', '-d', $local->connstr('postgres'), '-c',
-	  "SELECT netrun_pool.fetchval('r', 'SELECT pg_sleep(300)')" ],
-	'>', \$sout, '2>', \$serr);
+$victim = NetrunTest::background_call($local, 'postgres', "SELECT netrun_pool.fetchval('r', 'SELECT pg_sleep(300)')", \$sout, \$serr);
 ok($remote->poll_query_until('postgres',
 		"SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(300)%' AND state = 'active'"),
 	'a call is in flight');

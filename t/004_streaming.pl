@@ -5,7 +5,6 @@
 use strict;
 use warnings;
 
-use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -56,10 +55,7 @@ ok($temp_after > $temp_before,
 
 # --- a caller cancelled mid-stream ----------------------------------------
 my ($out, $err) = ('', '');
-my $h = IPC::Run::start(
-	[ 'psql', '-X', '-d', $local->connstr('postgres'), '-c',
-	  "SELECT count(*) FROM netrun_pool.query('r', 'SELECT g FROM generate_series(1, 100000000) g') AS t(g bigint)" ],
-	'>', \$out, '2>', \$err);
+my $h = NetrunTest::background_call($local, 'postgres', "SELECT count(*) FROM netrun_pool.query('r', 'SELECT g FROM generate_series(1, 100000000) g') AS t(g bigint)", \$out, \$err);
 ok($remote->poll_query_until('postgres',
 		"SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'netrun_pool:r' AND query LIKE '%100000000%'"),
 	'a 100-million-row stream is under way');

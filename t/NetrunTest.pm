@@ -9,6 +9,7 @@ package NetrunTest;
 use strict;
 use warnings;
 
+use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -81,6 +82,19 @@ sub tcp_conninfo
 {
 	my ($node, $dbname) = @_;
 	return 'host=127.0.0.1 port=' . $node->port . ' dbname=' . ($dbname // 'postgres');
+}
+
+# Run "psql -c $sql" against $dbname in the background; its output and
+# errors land in the scalars $out_ref and $err_ref (reset here).  Returns
+# the IPC::Run harness: ->finish waits for it.  @opts go to psql (-U ...).
+sub background_call
+{
+	my ($node, $dbname, $sql, $out_ref, $err_ref, @opts) = @_;
+	$$out_ref = '';
+	$$err_ref = '';
+	return IPC::Run::start(
+		[ 'psql', '-X', '-At', @opts, '-d', $node->connstr($dbname), '-c', $sql ],
+		'>', $out_ref, '2>', $err_ref);
 }
 
 # Wait (bounded by the framework's timeout) until worker_status().state,
