@@ -56,7 +56,8 @@ CREATE TABLE netrun_pool.registry (
     password_required    boolean NOT NULL,
     enabled              boolean NOT NULL,
     created_at           timestamptz NOT NULL DEFAULT now(),
-    updated_at           timestamptz NOT NULL DEFAULT now()
+    updated_at           timestamptz NOT NULL DEFAULT now(),
+    max_replica_lag_ms   integer NOT NULL DEFAULT 0  -- 0: no limit
 );
 
 CREATE TABLE netrun_pool.usage_grants (
@@ -168,14 +169,15 @@ BEGIN
             ('pool_max', r.pool_max, 1), ('acquire_timeout_ms', r.acquire_timeout_ms, 1),
             ('connect_timeout_ms', r.connect_timeout_ms, 1), ('idle_timeout_s', r.idle_timeout_s, 1),
             ('recycle_s', r.recycle_s, 1), ('pool_min', r.pool_min, 0),
-            ('max_overflow', r.max_overflow, 0), ('statement_timeout_ms', r.statement_timeout_ms, 0)) v
+            ('max_overflow', r.max_overflow, 0), ('statement_timeout_ms', r.statement_timeout_ms, 0),
+            ('max_replica_lag_ms', r.max_replica_lag_ms, 0)) v
     LOOP
         IF val >= min_value THEN
             CONTINUE;
         ELSIF min_value = 1 THEN
             RAISE EXCEPTION '% must be greater than zero', setting
                 USING ERRCODE = 'invalid_parameter_value';
-        ELSIF setting = 'statement_timeout_ms' THEN
+        ELSIF setting IN ('statement_timeout_ms', 'max_replica_lag_ms') THEN
             RAISE EXCEPTION '% must not be negative', setting
                 USING ERRCODE = 'invalid_parameter_value', HINT = 'Use 0 for no timeout.';
         ELSE
@@ -289,7 +291,8 @@ CREATE FUNCTION netrun_pool.register(
     idle_timeout_s integer DEFAULT 600,
     recycle_s integer DEFAULT 3600,
     password_required boolean DEFAULT true,
-    enabled boolean DEFAULT true)
+    enabled boolean DEFAULT true,
+    max_replica_lag_ms integer DEFAULT 0)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -314,7 +317,7 @@ BEGIN
              pool_min, pool_max, max_overflow, pool_mode,
              acquire_timeout_ms, connect_timeout_ms, statement_timeout_ms,
              idle_timeout_s, recycle_s, password_required, enabled,
-             now(), now());
+             now(), now(), max_replica_lag_ms);
     PERFORM netrun_pool._check_registry_row(r);
     INSERT INTO netrun_pool.registry SELECT r.*;
 END
@@ -333,7 +336,8 @@ CREATE FUNCTION netrun_pool.configure(
     idle_timeout_s integer DEFAULT NULL,
     recycle_s integer DEFAULT NULL,
     password_required boolean DEFAULT NULL,
-    enabled boolean DEFAULT NULL)
+    enabled boolean DEFAULT NULL,
+    max_replica_lag_ms integer DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -367,6 +371,7 @@ BEGIN
     r.recycle_s            := coalesce(recycle_s, r.recycle_s);
     r.password_required    := coalesce(password_required, r.password_required);
     r.enabled              := coalesce(enabled, r.enabled);
+    r.max_replica_lag_ms   := coalesce(max_replica_lag_ms, r.max_replica_lag_ms);
     r.updated_at           := now();
     PERFORM netrun_pool._check_registry_row(r);
     UPDATE netrun_pool.registry g SET
@@ -378,7 +383,7 @@ BEGIN
         statement_timeout_ms = r.statement_timeout_ms,
         idle_timeout_s = r.idle_timeout_s, recycle_s = r.recycle_s,
         password_required = r.password_required, enabled = r.enabled,
-        updated_at = r.updated_at
+        max_replica_lag_ms = r.max_replica_lag_ms, updated_at = r.updated_at
      WHERE g.name = r.name;
 END
 $$;
@@ -470,7 +475,7 @@ SELECT r.name, r.kind, r.role, r.cluster, r.region,
        r.pool_min, r.pool_max, r.max_overflow, r.pool_mode,
        r.acquire_timeout_ms, r.connect_timeout_ms, r.statement_timeout_ms,
        r.idle_timeout_s, r.recycle_s, r.password_required, r.enabled,
-       r.created_at, r.updated_at
+       r.max_replica_lag_ms, r.created_at, r.updated_at
   FROM netrun_pool.registry r
  WHERE coalesce((SELECT a.rolsuper FROM pg_authid a WHERE a.rolname = current_user), false)
     OR pg_has_role('pg_read_all_settings', 'USAGE')
@@ -490,9 +495,9 @@ LANGUAGE C STRICT VOLATILE;
 REVOKE ALL ON FUNCTION
     netrun_pool.check_secrets(),
     netrun_pool.register(text, text, text, text, text, text, integer, integer,
-        integer, text, integer, integer, integer, integer, integer, boolean, boolean),
+        integer, text, integer, integer, integer, integer, integer, boolean, boolean, integer),
     netrun_pool.configure(text, text, text, text, text, text, integer, integer,
-        integer, text, integer, integer, integer, integer, integer, boolean, boolean),
+        integer, text, integer, integer, integer, integer, integer, boolean, boolean, integer),
     netrun_pool.unregister(text, boolean),
     netrun_pool.grant_usage(text, regrole),
     netrun_pool.revoke_usage(text, regrole),
@@ -555,18 +560,78 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'netrun_release'
 LANGUAGE C VOLATILE;
 
--- Each pool's gauges, as the worker last published them (every 250 ms).
--- Superusers and pg_monitor members see every pool; others the pools they
--- have usage on.
+------------------------------------------------------------------------------
+-- What operators read: pool metrics, health, probes for orchestrators.
+-- Superusers and pg_monitor members see every connection; other roles see
+-- the connections they have usage on.  Nothing here shows a secret.
+------------------------------------------------------------------------------
+
+-- One row per connection: pgbouncer's SHOW POOLS and SHOW STATS in one,
+-- with percentiles and health.  Gauges are published by the worker every
+-- 250 ms; counters and histograms are live.
 CREATE FUNCTION netrun_pool.pool_stats(
-    OUT name text, OUT pool_mode text,
+    OUT name text, OUT cluster text, OUT role text, OUT pool_mode text,
+    OUT status text,
     OUT pool_min integer, OUT pool_max integer, OUT max_overflow integer,
     OUT total integer, OUT checked_out integer, OUT idle integer,
     OUT overflow integer, OUT waiting integer, OUT available integer,
-    OUT utilization_percent double precision, OUT exhausted_total bigint)
+    OUT utilization_percent double precision,
+    OUT acquired_total bigint, OUT acquire_wait_avg_ms double precision,
+    OUT acquire_wait_p95_ms double precision, OUT acquire_wait_max_ms double precision,
+    OUT queries_total bigint, OUT query_avg_ms double precision,
+    OUT query_p95_ms double precision,
+    OUT errors_total bigint, OUT timeouts_total bigint, OUT exhausted_total bigint,
+    OUT created_total bigint, OUT closed_total bigint, OUT recycled_total bigint,
+    OUT last_error text, OUT last_error_at timestamptz, OUT stats_reset timestamptz)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'netrun_pool_stats'
 LANGUAGE C STRICT VOLATILE;
 
 CREATE VIEW netrun_pool.pool_stats AS SELECT * FROM netrun_pool.pool_stats();
 GRANT SELECT ON netrun_pool.pool_stats TO PUBLIC;
+
+-- One row per connection: what its health probes found.
+CREATE FUNCTION netrun_pool.health(
+    OUT name text, OUT status text, OUT latency_ms double precision,
+    OUT checked_at timestamptz, OUT consecutive_failures integer,
+    OUT circuit text, OUT is_replica boolean, OUT replica_lag_ms bigint,
+    OUT server_version text, OUT remote_time timestamptz, OUT last_error text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'netrun_health'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE VIEW netrun_pool.health AS SELECT * FROM netrun_pool.health();
+GRANT SELECT ON netrun_pool.health TO PUBLIC;
+
+-- The keys application pools report, for one connection (or cluster), or
+-- for all with an overall status.
+CREATE FUNCTION netrun_pool.health_check(name text DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'netrun_health_check'
+LANGUAGE C VOLATILE;
+
+-- Readiness: the worker serves and the connections answer their probes.
+CREATE FUNCTION netrun_pool.ready(name text DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'netrun_ready'
+LANGUAGE C VOLATILE;
+
+-- Liveness: the worker is running.
+CREATE FUNCTION netrun_pool.alive()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'netrun_alive'
+LANGUAGE C VOLATILE;
+
+-- Counters and histograms start again (health is kept).
+CREATE FUNCTION netrun_pool.reset_stats(name text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'netrun_reset_stats'
+LANGUAGE C VOLATILE;
+
+REVOKE ALL ON FUNCTION netrun_pool.reset_stats(text) FROM PUBLIC;
+
+-- Every metric in the Prometheus text exposition format.
+CREATE FUNCTION netrun_pool.prometheus()
+RETURNS text
+AS 'MODULE_PATHNAME', 'netrun_prometheus'
+LANGUAGE C VOLATILE;

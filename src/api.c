@@ -36,6 +36,7 @@
 
 #include "netrun_pool.h"
 #include "channel.h"
+#include "route.h"
 
 PG_FUNCTION_INFO_V1(netrun_query);
 PG_FUNCTION_INFO_V1(netrun_query_json);
@@ -102,6 +103,74 @@ static bool begun_lost = false;
 static List *sessions = NIL;
 static List *sessions_lost = NIL;
 
+/*
+ * A cluster name stays on the member it was routed to while that member
+ * holds something for this backend: a begin() transaction (until the
+ * local transaction ends) or a session (until release() or its loss).
+ * In TopMemoryContext.
+ */
+typedef struct StickyRoute
+{
+	char		alias[NAMEDATALEN];	/* the cluster name the caller used */
+	char		target[NAMEDATALEN];	/* the member it went to */
+	bool		session;		/* else a begin() transaction */
+} StickyRoute;
+
+static List *sticky_routes = NIL;
+
+/* The connection the last api_call() went to. */
+static char call_target[NAMEDATALEN];
+
+static const char *
+sticky_lookup(const char *alias)
+{
+	ListCell   *lc;
+
+	foreach(lc, sticky_routes)
+	{
+		StickyRoute *r = (StickyRoute *) lfirst(lc);
+
+		if (strcmp(r->alias, alias) == 0)
+			return r->target;
+	}
+	return NULL;
+}
+
+static void
+sticky_add(const char *alias, const char *target, bool session)
+{
+	MemoryContext old;
+	StickyRoute *r;
+
+	if (sticky_lookup(alias) != NULL)
+		return;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	r = palloc(sizeof(StickyRoute));
+	strlcpy(r->alias, alias, NAMEDATALEN);
+	strlcpy(r->target, target, NAMEDATALEN);
+	r->session = session;
+	sticky_routes = lappend(sticky_routes, r);
+	MemoryContextSwitchTo(old);
+}
+
+/* Forget the routes of one alias (alias != NULL), or of every pin of a kind. */
+static void
+sticky_forget(const char *alias, bool session)
+{
+	ListCell   *lc;
+
+	foreach(lc, sticky_routes)
+	{
+		StickyRoute *r = (StickyRoute *) lfirst(lc);
+
+		if (alias ? strcmp(r->alias, alias) == 0 : r->session == session)
+		{
+			pfree(r);
+			sticky_routes = foreach_delete_current(sticky_routes, lc);
+		}
+	}
+}
+
 static List *
 name_list_remove(List *list, const char *name, bool *found)
 {
@@ -145,6 +214,7 @@ sessions_lose_all(void)
 	MemoryContextSwitchTo(old);
 	list_free(sessions);		/* the cells only: the names moved */
 	sessions = NIL;
+	sticky_forget(NULL, true);
 }
 
 static bool
@@ -239,62 +309,6 @@ api_check_args(FunctionCallInfo fcinfo)
 	return name;
 }
 
-/*
- * May the current user call this connection?  Raises the documented error
- * if not.  The grants are copied out under the lock and checked after it:
- * role membership may read the catalog, which must not happen under an
- * LWLock.
- */
-static int
-api_authorize(const char *name)
-{
-	bool		found = false;
-	bool		enabled = false;
-	int			pool_mode = -1;
-	int			ngrantees = 0;
-	Oid			grantees[NETRUN_MAX_GRANTEES];
-
-	netrun_require_shared();
-	LWLockAcquire(netrun_shared->lock, LW_SHARED);
-	for (int i = 0; i < netrun_shared->npools; i++)
-	{
-		NetrunPoolSlot *slot = &netrun_shared->pools[i];
-
-		if (strcmp(slot->name, name) == 0)
-		{
-			found = true;
-			enabled = slot->enabled;
-			pool_mode = slot->pool_mode;
-			ngrantees = slot->ngrantees;
-			memcpy(grantees, slot->grantees, sizeof(Oid) * ngrantees);
-			break;
-		}
-	}
-	LWLockRelease(netrun_shared->lock);
-
-	if (!found)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("netrun_pool connection \"%s\" does not exist", name)));
-	if (!superuser())
-	{
-		bool		allowed = false;
-
-		for (int i = 0; i < ngrantees && !allowed; i++)
-			allowed = has_privs_of_role(GetUserId(), grantees[i]);
-		if (!allowed)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("permission denied for netrun_pool connection \"%s\"",
-							name)));
-	}
-	if (!enabled)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("netrun_pool connection \"%s\" is disabled", name)));
-	return pool_mode;
-}
-
 static StringInfo
 api_build_request(const char *name, ChannelCallKind kind, bool read_only,
 				  text *sql, ArrayType *params)
@@ -382,7 +396,7 @@ take_cstring(const char **p, const char *end)
  * mismatch) discards the channel, which tells the worker to stop.
  */
 static char *
-api_call(const char *name, ChannelCallKind kind, bool read_only, text *sql,
+api_call(const char *alias, ChannelCallKind kind, bool read_only, text *sql,
 		 ArrayType *params, CallSink *sink)
 {
 	CallError  *volatile err = NULL;
@@ -390,10 +404,27 @@ api_call(const char *name, ChannelCallKind kind, bool read_only, text *sql,
 
 	volatile int pool_mode = -1;
 	bool		lost;
+	const char *pinned = sticky_lookup(alias);
+	const char *name;
+	RouteTarget route;
 
-	/* ending a begin() or a session is always allowed */
-	if (kind != CALL_COMMIT && kind != CALL_ROLLBACK && kind != CALL_RELEASE)
-		pool_mode = api_authorize(name);
+	/*
+	 * Where the call goes (route.c): the connection of that name, or a
+	 * member of the cluster of that name, unless a begin() or a session
+	 * holds one.  Ending a begin() or a session is always allowed.
+	 */
+	if (kind == CALL_COMMIT || kind == CALL_ROLLBACK || kind == CALL_RELEASE)
+		strlcpy(route.name, pinned ? pinned : alias, NAMEDATALEN);
+	else
+	{
+		route_resolve(pinned ? pinned : alias,
+					  !(kind == CALL_ROWS && read_only), &route);
+		pool_mode = route.pool_mode;
+		route.via_cluster = strcmp(route.name, alias) != 0;
+	}
+	name = route.name;
+	strlcpy(call_target, name, NAMEDATALEN);
+
 	if (begun_lost && is_begun(name))
 		begun_lost_error(name);
 	sessions_lost = name_list_remove(sessions_lost, name, &lost);
@@ -521,9 +552,16 @@ api_call(const char *name, ChannelCallKind kind, bool read_only, text *sql,
 	PG_END_TRY();
 
 	if (pool_mode == NETRUN_POOL_MODE_SESSION)
+	{
 		sessions_note(name);
+		if (route.via_cluster)
+			sticky_add(alias, name, true);
+	}
 	if (kind == CALL_RELEASE)
+	{
 		sessions = name_list_remove(sessions, name, &lost);
+		sticky_forget(alias, true);
+	}
 
 	if (err)
 		ereport(ERROR,
@@ -534,6 +572,8 @@ api_call(const char *name, ChannelCallKind kind, bool read_only, text *sql,
 				 err->detail[0] ? errdetail_internal("%s", err->detail) : 0,
 				 err->hint[0] ? errhint("%s", err->hint) : 0,
 				 err->context[0] ? errcontext("%s", err->context) : 0,
+				 route.via_cluster ?
+				 errcontext("netrun_pool connection \"%s\" (cluster \"%s\")", name, alias) :
 				 errcontext("netrun_pool connection \"%s\"", name)));
 	return tag;
 }
@@ -931,6 +971,7 @@ begun_clear(void)
 	list_free_deep(begun);
 	begun = NIL;
 	begun_lost = false;
+	sticky_forget(NULL, false);
 }
 
 /*
@@ -1011,7 +1052,8 @@ netrun_begin(PG_FUNCTION_ARGS)
 
 	name = api_name_arg(fcinfo);
 
-	if (is_begun(name))
+	/* a cluster name begun already stays on its member */
+	if (is_begun(sticky_lookup(name) ? sticky_lookup(name) : name))
 	{
 		if (begun_lost)
 			begun_lost_error(name);
@@ -1025,8 +1067,12 @@ netrun_begin(PG_FUNCTION_ARGS)
 	}
 	(void) api_call(name, CALL_BEGIN, false, empty_text(), NULL, &sink);
 
+	if (strcmp(call_target, name) != 0)
+		sticky_add(name, call_target, false);
+	if (is_begun(call_target))
+		PG_RETURN_VOID();		/* begun already under its own name */
 	old = MemoryContextSwitchTo(TopMemoryContext);
-	begun = lappend(begun, pstrdup(name));
+	begun = lappend(begun, pstrdup(call_target));
 	MemoryContextSwitchTo(old);
 	PG_RETURN_VOID();
 }

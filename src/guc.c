@@ -23,6 +23,12 @@ char	   *netrun_database = NULL;
 int			netrun_max_pools = 64;
 int			netrun_max_connections = 256;
 
+/* Health probes and the circuit breaker (health.c) */
+int			netrun_health_interval_ms = 10000;
+int			netrun_degraded_latency_ms = 100;
+int			netrun_unhealthy_after = 3;
+int			netrun_degraded_error_percent = 20;
+
 void
 netrun_define_gucs(void)
 {
@@ -70,6 +76,42 @@ netrun_define_gucs(void)
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("netrun_pool.health_interval_ms",
+							"How often the worker probes each enabled connection.",
+							NULL,
+							&netrun_health_interval_ms,
+							10000, 100, 3600000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("netrun_pool.degraded_latency_ms",
+							"Probe round trip above which a connection is degraded.",
+							NULL,
+							&netrun_degraded_latency_ms,
+							100, 1, 3600000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("netrun_pool.unhealthy_after",
+							"Failed probes in a row after which a connection is unhealthy and its circuit opens.",
+							NULL,
+							&netrun_unhealthy_after,
+							3, 1, 100,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("netrun_pool.degraded_error_percent",
+							"Share of calls between two probes that failed through the remote's fault above which a connection is degraded.",
+							"Counted only over at least 10 calls.",
+							&netrun_degraded_error_percent,
+							20, 1, 100,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved(NETRUN_POOL_NAME);
 }

@@ -42,6 +42,10 @@ extern char *netrun_database;
 extern int	netrun_max_pools;
 extern int	netrun_max_connections;
 extern char *netrun_secret_key_file;
+extern int	netrun_health_interval_ms;
+extern int	netrun_degraded_latency_ms;
+extern int	netrun_unhealthy_after;
+extern int	netrun_degraded_error_percent;
 
 extern void netrun_define_gucs(void);
 
@@ -82,6 +86,8 @@ typedef struct NetrunPoolSlot
 	int32		statement_timeout_ms;
 	int32		idle_timeout_s;
 	int32		recycle_s;
+	int32		max_replica_lag_ms;	/* 0: no limit */
+	int32		stats_index;	/* into NetrunShared.stats, or -1 */
 	int32		ngrantees;
 	Oid			grantees[NETRUN_MAX_GRANTEES];
 
@@ -93,7 +99,6 @@ typedef struct NetrunPoolSlot
 	int32		checked_out;	/* running a call, pinned, or being reset */
 	int32		idle;
 	int32		waiting;		/* callers waiting for a connection */
-	int64		exhausted_total;	/* callers that timed out waiting */
 } NetrunPoolSlot;
 
 /*
@@ -143,14 +148,18 @@ typedef struct NetrunShared
 	int			npools;
 	int			max_pools;		/* netrun_pool.max_pools, fixed at start */
 	int			max_channels;	/* MaxBackends at start */
+	int			max_stats;		/* entries in stats[] (2 x max_pools) */
 
 	/*
 	 * Per-backend channel slots (struct ChannelSlot, channel.h), indexed by
-	 * BackendId - 1, then max_pools NetrunPoolSlots.  Both arrays live
-	 * after this struct; see netrun_shmem_size().
+	 * BackendId - 1, then max_pools NetrunPoolSlots, then max_stats
+	 * counter and health entries (struct NetrunPoolStats, stats.h, each
+	 * with its own spinlock).  The arrays live after this struct; see
+	 * netrun_shmem_size().
 	 */
 	struct ChannelSlot *channels;
 	NetrunPoolSlot *pools;
+	struct NetrunPoolStats *stats;
 } NetrunShared;
 
 /* shmem.c */

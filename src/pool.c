@@ -43,7 +43,9 @@
 #include "utils/timestamp.h"
 
 #include "channel.h"
+#include "health.h"
 #include "pool.h"
+#include "stats.h"
 
 /* The remote notices a closed client within this many ms (PG >= 14). */
 #define REMOTE_CHECK_INTERVAL_MS	500
@@ -108,7 +110,8 @@ typedef struct Pool
 	int			connect_failures;	/* in a row; drives the backoff */
 	TimestampTz next_connect_attempt;	/* no new connect before this */
 	char		last_connect_error[256];	/* libpq's reason, for waiters */
-	int64		exhausted_total;	/* callers that timed out waiting */
+	int			stats_index;	/* its NetrunPoolStats entry, or -1 */
+	HealthProbe probe;			/* health.c */
 } Pool;
 
 typedef enum RequestStep
@@ -148,6 +151,14 @@ typedef struct Request
 	int			next_statement; /* CALL_TRANSACTION: index into params */
 	StringInfoData tags;		/* CALL_TRANSACTION: one tag per line */
 	char		pool_name[NAMEDATALEN];
+
+	/* for the pool's counters (stats.h) */
+	int			stats_index;	/* counted in "outstanding", or -1 */
+	TimestampTz accepted_at;
+	TimestampTz started_at;		/* 0 until it has a connection */
+	char		sqlstate[6];	/* of the error, if failed */
+	bool		remote_error;	/* the error came from the remote */
+	bool		timed_out;		/* a time limit ended it */
 } Request;
 
 typedef struct ChannelState
@@ -180,6 +191,7 @@ pool_init(void)
 									  sizeof(ChannelState) * netrun_shared->max_channels);
 	/* the reserve for the event set's descriptor (see pool_run_once) */
 	ReserveExternalFD();
+	stats_clear_all();
 }
 
 /* After an error unwound the worker's loop: no dispatch is in progress. */
@@ -209,31 +221,67 @@ conn_close(RemoteConn *rc)
 		channel_note_lost(rc->pinned_to, pool->settings.name);
 
 	if (rc->conn)
-	{
-		PQfinish(rc->conn);
-		ReleaseExternalFD();
-	}
+		pool_connect_close(rc->conn);
 	dlist_delete(&rc->node);
 	pool->nconns--;
+	STATS_BUMP(pool->stats_index, closed_total);
 	pfree(rc);
 }
 
+void
+pool_connect_close(PGconn *conn)
+{
+	PQfinish(conn);
+	ReleaseExternalFD();
+}
+
 /*
- * The keywords libpq gets: the registered conninfo, the decrypted secret,
- * and the settings the pool owns.  The password lives only in memory that
- * is wiped as soon as libpq has copied it.
+ * The pool's password in clear (NULL if it does not decrypt).  The key
+ * file can be missing or unreadable (an ERROR in secret.c): that is this
+ * connect's failure, reported in *error, not the worker's.
  */
-static RemoteConn *
-conn_start(Pool *pool, char **error)
+static char *
+pool_decrypt_secret(Pool *pool, char **error)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	char	   *volatile secret = NULL;
+
+	PG_TRY();
+	{
+		secret = netrun_secret_decrypt(pool->secret, pool->settings.name);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		*error = pstrdup(edata->message);
+		FreeErrorData(edata);
+		return NULL;
+	}
+	PG_END_TRY();
+	return secret;
+}
+
+/*
+ * Start connecting to the pool's remote, taking a descriptor; NULL with
+ * the reason in *error if it cannot even start.  The keywords libpq gets:
+ * the registered conninfo, the decrypted secret, and the settings the
+ * pool owns.  The password lives only in memory that is wiped as soon as
+ * libpq has copied it.  Pool connections and health probes both connect
+ * here.
+ */
+PGconn *
+pool_connect_start(Pool *pool, const char *appname, char **error)
 {
 	const char *keys[64];
 	const char *vals[64];
 	int			n = 0;
 	PQconninfoOption *opts;
 	PQconninfoOption *secret_opts = NULL;
-	char	   *volatile secret = NULL;
-	char	   *appname;
-	RemoteConn *rc;
+	char	   *secret = NULL;
 	PGconn	   *conn;
 
 	*error = NULL;
@@ -252,30 +300,13 @@ conn_start(Pool *pool, char **error)
 	}
 	if (pool->secret)
 	{
-		/*
-		 * The key file can be missing or unreadable (an ERROR in
-		 * secret.c): that is this connect's failure, not the worker's.
-		 */
-		MemoryContext cxt = CurrentMemoryContext;
-
-		PG_TRY();
+		secret = pool_decrypt_secret(pool, error);
+		if (*error)
 		{
-			secret = netrun_secret_decrypt(pool->secret, pool->settings.name);
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
 			PQconninfoFree(opts);
 			ReleaseExternalFD();
-			*error = pstrdup(edata->message);
-			FreeErrorData(edata);
 			return NULL;
 		}
-		PG_END_TRY();
 		if (secret == NULL)
 		{
 			PQconninfoFree(opts);
@@ -300,7 +331,6 @@ conn_start(Pool *pool, char **error)
 				vals[n++] = o->val;
 			}
 
-	appname = psprintf("netrun_pool:%s", pool->settings.name);
 	keys[n] = "application_name";
 	vals[n++] = appname;
 	keys[n] = "client_encoding";
@@ -332,7 +362,22 @@ conn_start(Pool *pool, char **error)
 		ReleaseExternalFD();
 		return NULL;
 	}
+	return conn;
+}
 
+static RemoteConn *
+conn_start(Pool *pool, char **error)
+{
+	char		appname[NAMEDATALEN + 16];
+	RemoteConn *rc;
+	PGconn	   *conn;
+
+	snprintf(appname, sizeof(appname), "netrun_pool:%s", pool->settings.name);
+	conn = pool_connect_start(pool, appname, error);
+	if (conn == NULL)
+		return NULL;
+
+	STATS_BUMP(pool->stats_index, created_total);
 	rc = MemoryContextAllocZero(pool_context, sizeof(RemoteConn));
 	rc->pool = pool;
 	rc->conn = conn;
@@ -410,6 +455,8 @@ conn_now_idle(RemoteConn *rc)
 	{
 		Pool	   *pool = rc->pool;
 
+		if (!rc->retire && pool->present && conn_too_old(rc, now))
+			STATS_BUMP(pool->stats_index, recycled_total);
 		conn_close(rc);
 		pool_dispatch(pool);
 		return;
@@ -632,10 +679,78 @@ static void
 request_free(Request *req)
 {
 	ChannelState *cs = request_channel(req);
+	NetrunPoolStats *s = stats_entry(req->stats_index);
 
+	if (s)
+	{
+		SpinLockAcquire(&s->mutex);
+		s->outstanding--;
+		SpinLockRelease(&s->mutex);
+	}
 	if (cs->active == req)
 		cs->active = NULL;
 	MemoryContextDelete(req->cxt);
+}
+
+/*
+ * Did the call fail through the remote's fault (as opposed to the
+ * caller's SQL)?  A broken connection, a server shutting down or out of
+ * resources, an internal error.  These feed the health error rate.
+ */
+static bool
+sqlstate_is_remote_fault(const char *sqlstate)
+{
+	return strncmp(sqlstate, "08", 2) == 0 ||
+		strncmp(sqlstate, "57P", 3) == 0 ||
+		strncmp(sqlstate, "58", 2) == 0 ||
+		strncmp(sqlstate, "XX", 2) == 0 ||
+		strcmp(sqlstate, "53100") == 0 || strcmp(sqlstate, "53200") == 0;
+}
+
+/*
+ * The call is over: count it.  A remote's SQL error is recorded as its
+ * SQLSTATE only: its text may hold the caller's data, and pool_stats is
+ * read by every role with usage on the connection.
+ */
+static void
+request_account(Request *req)
+{
+	Pool	   *pool = req->pool;
+	NetrunPoolStats *s = stats_entry(req->stats_index);
+	bool		fault = req->failed && !req->timed_out &&
+		sqlstate_is_remote_fault(req->sqlstate);
+
+	if (pool && req->stats_index >= 0 && pool->stats_index == req->stats_index)
+		health_note_call(&pool->probe, fault);
+	if (s == NULL)
+		return;
+	SpinLockAcquire(&s->mutex);
+	if (req->started_at != 0)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+
+		s->queries_total++;
+		stats_hist_add(&s->query_time, (uint64) Max(0, now - req->started_at));
+	}
+	if (req->failed)
+	{
+		char		what[STATS_ERROR_LEN];
+
+		s->errors_total++;
+		if (req->timed_out || strcmp(req->sqlstate, "57014") == 0)
+			s->timeouts_total++;
+		if (req->remote_error && !fault)
+			snprintf(what, sizeof(what), "remote error %s", req->sqlstate);
+		else
+		{
+			/* our own message: after the 5-byte SQLSTATE in 'E' */
+			const char *msg = req->final.len > 6 ? req->final.data + 6 : "";
+
+			snprintf(what, sizeof(what), "%s: %s", req->sqlstate, msg);
+		}
+		stats_set_error(s, what);
+	}
+	SpinLockRelease(&s->mutex);
 }
 
 /*
@@ -649,6 +764,7 @@ request_conclude(Request *req)
 
 	req->step = STEP_DELIVERING;
 	req->rc = NULL;
+	request_account(req);
 	if (!req->failed)
 	{
 		appendStringInfoChar(&req->final, MSG_COMPLETE);
@@ -684,6 +800,8 @@ request_set_error(Request *req, const char *sqlstate, const char *message,
 	req->batch_rows = 0;
 	msg_put_error(&req->final, sqlstate, message, detail, hint, context);
 	req->failed = true;
+	strlcpy(req->sqlstate, sqlstate, sizeof(req->sqlstate));
+	req->remote_error = false;
 }
 
 static void
@@ -698,12 +816,30 @@ request_fail(Request *req, const char *sqlstate, const char *message,
 static void
 request_note_remote_error(Request *req, const PGresult *res)
 {
+	bool		first = !req->failed;
+	const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	/*
+	 * libpq's own errors (the connection broke mid-result) carry no
+	 * SQLSTATE: they are connection failures, not the remote's word.
+	 */
+	if (sqlstate == NULL)
+	{
+		request_set_error(req, "08006",
+						  psprintf("lost connection to netrun_pool connection \"%s\"",
+								   req->pool_name),
+						  conn_error_message(req->rc->conn), NULL, NULL);
+		req->rc->retire = true;
+		return;
+	}
 	request_set_error(req,
-					  PQresultErrorField(res, PG_DIAG_SQLSTATE),
+					  sqlstate,
 					  PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
 					  PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL),
 					  PQresultErrorField(res, PG_DIAG_MESSAGE_HINT),
 					  PQresultErrorField(res, PG_DIAG_CONTEXT));
+	if (first)
+		req->remote_error = true;
 }
 
 typedef enum SendMode
@@ -783,6 +919,19 @@ request_start(Request *req, RemoteConn *rc)
 	req->rc = rc;
 	rc->state = CONN_BUSY;
 	rc->req = req;
+	req->started_at = GetCurrentTimestamp();
+	{
+		NetrunPoolStats *s = stats_entry(req->stats_index);
+
+		if (s)
+		{
+			SpinLockAcquire(&s->mutex);
+			s->acquired_total++;
+			stats_hist_add(&s->acquire_wait,
+						   (uint64) Max(0, req->started_at - req->accepted_at));
+			SpinLockRelease(&s->mutex);
+		}
+	}
 
 	/*
 	 * The lesson of CVE-2007-3278: a non-superuser may not borrow the
@@ -1250,6 +1399,19 @@ conn_release(RemoteConn *rc)
 	conn_now_idle(rc);
 }
 
+/* A pool no longer registered, with nothing left on it, is forgotten. */
+static void
+pool_destroy(Pool *pool)
+{
+	health_stop(&pool->probe);
+	stats_release(pool->stats_index);
+	dlist_delete(&pool->node);
+	pfree(pool->conninfo);
+	if (pool->secret)
+		pfree(pool->secret);
+	pfree(pool);
+}
+
 /*
  * Apply a fresh registry load.  A pool whose definition changed keeps
  * serving the calls in flight on its old connections, which are closed
@@ -1287,6 +1449,8 @@ pool_sync(PoolDefinition *defs, int ndefs)
 			dlist_init(&pool->conns);
 			dlist_init(&pool->waiters);
 			dlist_push_tail(&all_pools, &pool->node);
+			pool->stats_index = stats_claim(d->settings.name);
+			health_init(&pool->probe, pool->stats_index);
 		}
 		else if (strcmp(pool->conninfo, d->conninfo) != 0 ||
 				 (pool->secret == NULL) != (d->secret == NULL) ||
@@ -1300,6 +1464,8 @@ pool_sync(PoolDefinition *defs, int ndefs)
 			/* how to connect changed: existing connections retire */
 			dlist_foreach(cit, &pool->conns)
 				dlist_container(RemoteConn, node, cit.cur)->retire = true;
+			/* and what the probe knew is about another server, maybe */
+			health_stop(&pool->probe);
 		}
 		if (pool->conninfo)
 			pfree(pool->conninfo);
@@ -1315,6 +1481,7 @@ pool_sync(PoolDefinition *defs, int ndefs)
 			memcpy(pool->secret, d->secret, VARSIZE_ANY(d->secret));
 		}
 		pool->present = true;
+		d->settings.stats_index = pool->stats_index;
 	}
 
 	dlist_foreach_modify(it, &all_pools)
@@ -1335,7 +1502,8 @@ pool_sync(PoolDefinition *defs, int ndefs)
 			continue;
 		}
 
-		/* removed or disabled: waiters hear it now, idle connections go */
+		/* removed or disabled: no probe; waiters hear it now, idle connections go */
+		health_stop(&pool->probe);
 		while (!dlist_is_empty(&pool->waiters))
 		{
 			Request    *req = dlist_container(Request, node,
@@ -1360,13 +1528,7 @@ pool_sync(PoolDefinition *defs, int ndefs)
 				conn_close(rc);
 		}
 		if (!pool->present && pool->nconns == 0)
-		{
-			dlist_delete(&pool->node);
-			pfree(pool->conninfo);
-			if (pool->secret)
-				pfree(pool->secret);
-			pfree(pool);
-		}
+			pool_destroy(pool);
 	}
 	MemoryContextSwitchTo(old);
 }
@@ -1406,13 +1568,7 @@ pool_force_retire(const char *name, bool all_removed)
 				conn_close(rc);
 		}
 		if (pool->nconns == 0 && dlist_is_empty(&pool->waiters))
-		{
-			dlist_delete(&pool->node);
-			pfree(pool->conninfo);
-			if (pool->secret)
-				pfree(pool->secret);
-			pfree(pool);
-		}
+			pool_destroy(pool);
 	}
 }
 
@@ -1457,6 +1613,7 @@ request_parse(int channel, const char *data, Size len)
 	req = MemoryContextAllocZero(cxt, sizeof(Request));
 	req->cxt = cxt;
 	req->channel = channel;
+	req->stats_index = -1;
 	req->kind = head.kind;
 	req->flags = head.flags;
 	{
@@ -1612,6 +1769,19 @@ request_accept(int channel, Request *req)
 					 psprintf("netrun_pool connection \"%s\" does not exist",
 							  req->pool_name), NULL, NULL);
 		return;
+	}
+
+	req->accepted_at = GetCurrentTimestamp();
+	req->stats_index = pool->stats_index;
+	{
+		NetrunPoolStats *s = stats_entry(req->stats_index);
+
+		if (s)
+		{
+			SpinLockAcquire(&s->mutex);
+			s->outstanding++;
+			SpinLockRelease(&s->mutex);
+		}
 	}
 
 	/* a begin() transaction whose connection died: never silently resume */
@@ -1797,14 +1967,20 @@ pool_maintain(TimestampTz now)
 
 			if (rc->state != CONN_IDLE)
 				continue;
-			if (conn_too_old(rc, now) ||
-				(pool->nconns > pool->settings.pool_min &&
-				 TimestampDifferenceExceeds(rc->idle_since, now,
-											pool->settings.idle_timeout_s * 1000)))
+			if (conn_too_old(rc, now))
+			{
+				STATS_BUMP(pool->stats_index, recycled_total);
+				conn_close(rc);
+			}
+			else if (pool->nconns > pool->settings.pool_min &&
+					 TimestampDifferenceExceeds(rc->idle_since, now,
+												pool->settings.idle_timeout_s * 1000))
 				conn_close(rc);
 		}
 
+		/* while the circuit is open only the probe reconnects */
 		while (pool->settings.pool_mode != NETRUN_POOL_MODE_NONE &&
+			   !pool->probe.circuit_open &&
 			   pool->nconns < pool->settings.pool_min &&
 			   now >= pool->next_connect_attempt)
 		{
@@ -1836,12 +2012,10 @@ pool_publish_gauges(void)
 		dlist_iter	it;
 
 		slot->total = slot->checked_out = slot->idle = slot->waiting = 0;
-		slot->exhausted_total = 0;
 		if (pool == NULL)
 			continue;
 		slot->total = pool->nconns;
 		slot->waiting = pool->nwaiting;
-		slot->exhausted_total = pool->exhausted_total;
 		dlist_foreach(it, &pool->conns)
 		{
 			RemoteConn *rc = dlist_container(RemoteConn, node, it.cur);
@@ -1865,6 +2039,29 @@ pool_publish_gauges(void)
 static bool gauges_dirty = false;
 static TimestampTz next_maintenance = 0;
 
+/*
+ * The circuit just opened: callers already waiting for this pool fail now,
+ * as later ones will in their own backends (route.c), instead of waiting
+ * out acquire_timeout_ms for a remote that is down.
+ */
+static void
+pool_circuit_opened(Pool *pool)
+{
+	while (!dlist_is_empty(&pool->waiters))
+	{
+		Request    *req = dlist_container(Request, node,
+										  dlist_pop_head_node(&pool->waiters));
+
+		pool->nwaiting--;
+		request_fail(req, "08004",
+					 psprintf("netrun_pool connection \"%s\" is unavailable",
+							  pool->settings.name),
+					 psprintf("Its circuit opened: %d health probes in a row failed; the last: %s",
+							  pool->probe.failures, pool->probe.error),
+					 NULL);
+	}
+}
+
 static long
 pool_check_deadlines(void)
 {
@@ -1887,6 +2084,10 @@ pool_check_deadlines(void)
 		Pool	   *pool = dlist_container(Pool, node, it.cur);
 		dlist_mutable_iter wit;
 
+		if (pool->present && pool->settings.enabled &&
+			health_tick(&pool->probe, pool, &pool->settings, now, &next))
+			pool_circuit_opened(pool);
+
 		dlist_foreach_modify(wit, &pool->waiters)
 		{
 			Request    *req = dlist_container(Request, node, wit.cur);
@@ -1904,13 +2105,15 @@ pool_check_deadlines(void)
 					detail = psprintf("%s (%d attempts in a row failed within acquire_timeout_ms of %d ms)",
 									  pool->last_connect_error, pool->connect_failures,
 									  pool->settings.acquire_timeout_ms);
+					req->timed_out = true;
 					request_fail(req, "08001",
 								 psprintf("could not connect to netrun_pool connection \"%s\"",
 										  pool->settings.name),
 								 detail, NULL);
 					continue;
 				}
-				pool->exhausted_total++;
+				STATS_BUMP(pool->stats_index, exhausted_total);
+				req->timed_out = true;
 				detail = psprintf("pool_max is %d, max_overflow %d; %d connections are open and %d callers are waiting.",
 								  pool->settings.pool_max, pool->settings.max_overflow,
 								  pool->nconns, pool->nwaiting + 1);
@@ -2003,6 +2206,7 @@ pool_run_once(long max_wait_ms)
 {
 	WaitEventSet *set;
 	WaitEvent  *events;
+	Pool	  **probe_of;		/* by event position: whose probe, or NULL */
 	int			nevents = 2;
 	int			nfired;
 	long		timeout;
@@ -2014,8 +2218,10 @@ pool_run_once(long max_wait_ms)
 	if (timeout < 0 || timeout > max_wait_ms)
 		timeout = max_wait_ms;
 
+	/* each pool's connections, and its health probe */
 	dlist_foreach(it, &all_pools)
-		nevents += dlist_container(Pool, node, it.cur)->nconns;
+		nevents += dlist_container(Pool, node, it.cur)->nconns + 1;
+	probe_of = palloc0(sizeof(Pool *) * nevents);
 
 	/*
 	 * The event set's own descriptor comes from a slot held in reserve, so
@@ -2029,6 +2235,11 @@ pool_run_once(long max_wait_ms)
 	{
 		Pool	   *pool = dlist_container(Pool, node, it.cur);
 		dlist_iter	cit;
+		uint32		probe_ev = health_wait_events(&pool->probe);
+
+		if (probe_ev != 0)
+			probe_of[AddWaitEventToSet(set, probe_ev, PQsocket(pool->probe.conn),
+									   NULL, NULL)] = pool;
 
 		dlist_foreach(cit, &pool->conns)
 		{
@@ -2069,10 +2280,18 @@ pool_run_once(long max_wait_ms)
 	{
 		if (events[i].events & WL_LATCH_SET)
 			ResetLatch(MyLatch);
+		else if (probe_of[events[i].pos] != NULL)
+		{
+			Pool	   *pool = probe_of[events[i].pos];
+
+			if (health_on_event(&pool->probe, pool, &pool->settings))
+				pool_circuit_opened(pool);
+		}
 		else if (events[i].user_data != NULL)
 			conn_on_event((RemoteConn *) events[i].user_data);
 	}
 	FreeWaitEventSet(set);
 	ReserveExternalFD();
 	pfree(events);
+	pfree(probe_of);
 }

@@ -181,7 +181,7 @@ netrun_registry_load(void)
 					  "r.password_required, r.enabled, "
 					  "ARRAY(SELECT u.grantee::oid FROM netrun_pool.usage_grants u "
 					  "      WHERE u.name = r.name ORDER BY 1), "
-					  "r.conninfo, r.secret "
+					  "r.conninfo, r.secret, r.max_replica_lag_ms "
 					  "FROM netrun_pool.registry r ORDER BY r.name",
 					  true, 0);
 	if (ret != SPI_OK_SELECT)
@@ -232,6 +232,8 @@ netrun_registry_load(void)
 		s->recycle_s = GETINT(13);
 		s->password_required = GETBOOL(14);
 		s->enabled = GETBOOL(15);
+		s->max_replica_lag_ms = GETINT(19);
+		s->stats_index = -1;
 #undef GETINT
 #undef GETBOOL
 		grantees = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 16, &isnull));
@@ -252,6 +254,8 @@ netrun_registry_load(void)
 
 	/* the worker's own pools first: they copy what they keep */
 	pool_sync(defs, nslots);
+	for (int i = 0; i < nslots; i++)
+		slots[i].stats_index = defs[i].settings.stats_index;
 
 	/* then the forced removals this load made visible */
 	{

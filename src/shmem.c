@@ -19,6 +19,7 @@
 
 #include "netrun_pool.h"
 #include "channel.h"
+#include "stats.h"
 
 NetrunShared *netrun_shared = NULL;
 
@@ -31,7 +32,8 @@ netrun_shmem_size(void)
 	Size		size = MAXALIGN(sizeof(NetrunShared));
 
 	size = add_size(size, MAXALIGN(mul_size(MaxBackends, sizeof(ChannelSlot))));
-	size = add_size(size, mul_size(netrun_max_pools, sizeof(NetrunPoolSlot)));
+	size = add_size(size, MAXALIGN(mul_size(netrun_max_pools, sizeof(NetrunPoolSlot))));
+	size = add_size(size, mul_size(mul_size(netrun_max_pools, 2), sizeof(NetrunPoolStats)));
 	return size;
 }
 
@@ -67,6 +69,12 @@ netrun_shmem_startup(void)
 		netrun_shared->channels = (ChannelSlot *) p;
 		p += MAXALIGN(mul_size(MaxBackends, sizeof(ChannelSlot)));
 		netrun_shared->pools = (NetrunPoolSlot *) p;
+		p += MAXALIGN(mul_size(netrun_max_pools, sizeof(NetrunPoolSlot)));
+		/* room for pools still draining after their removal, too */
+		netrun_shared->max_stats = netrun_max_pools * 2;
+		netrun_shared->stats = (NetrunPoolStats *) p;
+		for (int i = 0; i < netrun_shared->max_stats; i++)
+			SpinLockInit(&netrun_shared->stats[i].mutex);
 		pg_atomic_init_u64(&netrun_shared->registry_generation, 1);
 		netrun_shared->lock = &(GetNamedLWLockTranche(NETRUN_POOL_NAME))->lock;
 		SpinLockInit(&netrun_shared->mutex);

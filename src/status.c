@@ -25,7 +25,6 @@
 #include "netrun_pool.h"
 
 PG_FUNCTION_INFO_V1(netrun_worker_status);
-PG_FUNCTION_INFO_V1(netrun_pool_stats);
 
 Datum
 netrun_worker_status(PG_FUNCTION_ARGS)
@@ -68,60 +67,4 @@ netrun_worker_status(PG_FUNCTION_ARGS)
 	values[8] = Int64GetDatum((int64) snap.loaded_generation);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
-}
-
-/*
- * pool_stats(): one row per registered connection the caller may see:
- * superusers and pg_monitor members see all, others those they have usage
- * on.  The slots are copied under the lock; roles are checked after it.
- */
-Datum
-netrun_pool_stats(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	NetrunPoolSlot *copy;
-	int			n;
-	bool		see_all;
-
-	netrun_require_shared();
-	InitMaterializedSRF(fcinfo, 0);
-	see_all = superuser() || has_privs_of_role(GetUserId(), ROLE_PG_MONITOR);
-
-	LWLockAcquire(netrun_shared->lock, LW_SHARED);
-	n = netrun_shared->npools;
-	copy = palloc(sizeof(NetrunPoolSlot) * Max(n, 1));
-	memcpy(copy, netrun_shared->pools, sizeof(NetrunPoolSlot) * n);
-	LWLockRelease(netrun_shared->lock);
-
-	for (int i = 0; i < n; i++)
-	{
-		NetrunPoolSlot *s = &copy[i];
-		int			limit = s->pool_max + s->max_overflow;
-		Datum		values[13];
-		bool		nulls[13] = {0};
-		bool		visible = see_all;
-
-		for (int j = 0; j < s->ngrantees && !visible; j++)
-			visible = has_privs_of_role(GetUserId(), s->grantees[j]);
-		if (!visible)
-			continue;
-
-		values[0] = CStringGetTextDatum(s->name);
-		values[1] = CStringGetTextDatum(s->pool_mode >= 0 ?
-										netrun_pool_mode_names[s->pool_mode] : "?");
-		values[2] = Int32GetDatum(s->pool_min);
-		values[3] = Int32GetDatum(s->pool_max);
-		values[4] = Int32GetDatum(s->max_overflow);
-		values[5] = Int32GetDatum(s->total);
-		values[6] = Int32GetDatum(s->checked_out);
-		values[7] = Int32GetDatum(s->idle);
-		values[8] = Int32GetDatum(Max(0, s->total - s->pool_max));
-		values[9] = Int32GetDatum(s->waiting);
-		values[10] = Int32GetDatum(s->idle + Max(0, limit - s->total));
-		values[11] = Float8GetDatum(limit > 0 ?
-									rint(1000.0 * s->checked_out / limit) / 10.0 : 0);
-		values[12] = Int64GetDatum(s->exhausted_total);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	return (Datum) 0;
 }

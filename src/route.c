@@ -1,0 +1,266 @@
+/*-------------------------------------------------------------------------
+ *
+ * route.c
+ *	  Which registered connection a call goes to, decided in the calling
+ *	  backend from shared memory: the name itself, or a member of the
+ *	  cluster of that name; and the circuit breaker's fast failure.
+ *
+ * Owns the routing rules:
+ *	  - a connection name is used as it is, unless its circuit is open;
+ *	  - a cluster name routes writes to its primary, and read_only reads
+ *		to the replica with the fewest outstanding calls whose replay lag
+ *		is within its max_replica_lag_ms, else to the primary;
+ *	  - the role is what the last health probe saw (pg_is_in_recovery()),
+ *		or the registered role before any probe succeeded, so writes
+ *		follow a promoted replica;
+ *	  - members with an open circuit are skipped, and so are members the
+ *		caller has no usage on.
+ * It reads the registry slots under the shared LWLock and each member's
+ * health under its spinlock; it never does SPI, I/O or a catalog scan
+ * under a lock (role membership is checked after the copy).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "route.h"
+#include "stats.h"
+
+/* What routing needs of one registry slot, copied out under the lock. */
+typedef struct RouteCandidate
+{
+	char		name[NAMEDATALEN];
+	bool		enabled;
+	int8		role;
+	int8		pool_mode;
+	int32		max_replica_lag_ms;
+	int32		stats_index;
+	int32		ngrantees;
+	Oid			grantees[NETRUN_MAX_GRANTEES];
+	NetrunPoolStats health;		/* a copy, filled after the lock */
+} RouteCandidate;
+
+/* max_pools candidates, allocated once per backend. */
+static RouteCandidate *candidates = NULL;
+
+/* Spreads ties between equally loaded replicas. */
+static uint32 route_turn = 0;
+
+static void
+candidate_copy(RouteCandidate *c, const NetrunPoolSlot *slot)
+{
+	strlcpy(c->name, slot->name, NAMEDATALEN);
+	c->enabled = slot->enabled;
+	c->role = slot->role;
+	c->pool_mode = slot->pool_mode;
+	c->max_replica_lag_ms = slot->max_replica_lag_ms;
+	c->stats_index = slot->stats_index;
+	c->ngrantees = slot->ngrantees;
+	memcpy(c->grantees, slot->grantees, sizeof(Oid) * slot->ngrantees);
+}
+
+static bool
+candidate_usable_by_caller(const RouteCandidate *c)
+{
+	if (superuser())
+		return true;
+	for (int i = 0; i < c->ngrantees; i++)
+		if (has_privs_of_role(GetUserId(), c->grantees[i]))
+			return true;
+	return false;
+}
+
+static bool
+candidate_is_primary(const RouteCandidate *c)
+{
+	if (c->health.role_known)
+		return !c->health.is_replica;
+	return c->role == 0;		/* registered as primary */
+}
+
+static bool
+candidate_circuit_closed(const RouteCandidate *c)
+{
+	return c->health.circuit == CIRCUIT_CLOSED;
+}
+
+/* A refused call counts as an error of that connection. */
+static void
+route_count_refusal(const RouteCandidate *c)
+{
+	NetrunPoolStats *s = stats_entry(c->stats_index);
+
+	if (s == NULL)
+		return;
+	SpinLockAcquire(&s->mutex);
+	s->errors_total++;
+	stats_set_error(s, "08004: refused while the circuit is open");
+	SpinLockRelease(&s->mutex);
+}
+
+static void
+route_unavailable(const char *name, const RouteCandidate *c)
+{
+	route_count_refusal(c);
+	ereport(ERROR,
+			(errcode(ERRCODE_SQLSERVER_REJECTED_ESTABLISHMENT_OF_SQLCONNECTION),
+			 errmsg("netrun_pool connection \"%s\" is unavailable", name),
+			 errdetail("Its circuit is open after %d failed health probes; the last: %s. The next probe is due at %s.",
+					   c->health.consecutive_failures, c->health.health_error,
+					   timestamptz_to_str(c->health.next_probe_at)),
+			 errhint("Calls fail at once until a health probe succeeds; see netrun_pool.health.")));
+}
+
+/*
+ * The member for a write: a primary with a closed circuit, preferring
+ * one whose last probe succeeded (after a failover the old primary may
+ * not have failed enough probes yet to open its circuit), then the
+ * fewest outstanding calls.  -1 if none.
+ */
+static int
+route_pick_primary(RouteCandidate *c, int n)
+{
+	int			best = -1;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (!c[i].enabled || !candidate_circuit_closed(&c[i]) ||
+			!candidate_is_primary(&c[i]))
+			continue;
+		if (best < 0 ||
+			(c[i].health.consecutive_failures == 0) > (c[best].health.consecutive_failures == 0) ||
+			((c[i].health.consecutive_failures == 0) == (c[best].health.consecutive_failures == 0) &&
+			 c[i].health.outstanding < c[best].health.outstanding))
+			best = i;
+	}
+	return best;
+}
+
+/* The replica for a read: fit, within its lag limit, least loaded. */
+static int
+route_pick_replica(RouteCandidate *c, int n)
+{
+	int			best = -1;
+	int			ties = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		const NetrunPoolStats *h = &c[i].health;
+
+		if (!c[i].enabled || !candidate_circuit_closed(&c[i]) ||
+			candidate_is_primary(&c[i]) || h->consecutive_failures > 0)
+			continue;
+		if (c[i].max_replica_lag_ms > 0 &&
+			(h->replica_lag_ms < 0 || h->replica_lag_ms > c[i].max_replica_lag_ms))
+			continue;
+		if (best < 0 || h->outstanding < c[best].health.outstanding)
+		{
+			best = i;
+			ties = 1;
+		}
+		else if (h->outstanding == c[best].health.outstanding &&
+				 (route_turn % ++ties) == 0)
+			best = i;			/* each of the tied ones in turn */
+	}
+	route_turn++;
+	return best;
+}
+
+void
+route_resolve(const char *name, bool write, RouteTarget *out)
+{
+	int			n = 0;
+	bool		is_cluster = false;
+	int			usable = 0;
+	int			enabled = 0;
+	int			pick;
+
+	netrun_require_shared();
+	if (candidates == NULL)
+		candidates = MemoryContextAlloc(TopMemoryContext,
+										sizeof(RouteCandidate) * netrun_shared->max_pools);
+
+	LWLockAcquire(netrun_shared->lock, LW_SHARED);
+	for (int i = 0; i < netrun_shared->npools; i++)
+	{
+		NetrunPoolSlot *slot = &netrun_shared->pools[i];
+
+		if (strcmp(slot->name, name) == 0)
+		{
+			candidate_copy(&candidates[0], slot);
+			n = 1;
+			is_cluster = false;
+			break;
+		}
+		if (slot->cluster[0] && strcmp(slot->cluster, name) == 0)
+		{
+			candidate_copy(&candidates[n++], slot);
+			is_cluster = true;
+		}
+	}
+	LWLockRelease(netrun_shared->lock);
+
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("netrun_pool connection \"%s\" does not exist", name)));
+
+	/* who may use what: members without usage drop out */
+	for (int i = 0; i < n; i++)
+	{
+		if (!candidate_usable_by_caller(&candidates[i]))
+			continue;
+		if (usable != i)
+			candidates[usable] = candidates[i];
+		usable++;
+	}
+	if (usable == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for netrun_pool connection \"%s\"", name)));
+	n = usable;
+	for (int i = 0; i < n; i++)
+	{
+		stats_copy(candidates[i].stats_index, &candidates[i].health);
+		enabled += candidates[i].enabled;
+	}
+	if (enabled == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("netrun_pool connection \"%s\" is disabled", name)));
+
+	if (!is_cluster)
+	{
+		if (!candidate_circuit_closed(&candidates[0]))
+			route_unavailable(name, &candidates[0]);
+		pick = 0;
+	}
+	else
+	{
+		pick = write ? -1 : route_pick_replica(candidates, n);
+		if (pick < 0)
+			pick = route_pick_primary(candidates, n);
+		if (pick < 0)
+		{
+			/* an open circuit among the primaries says why */
+			for (int i = 0; i < n; i++)
+				if (candidates[i].enabled && candidate_is_primary(&candidates[i]) &&
+					!candidate_circuit_closed(&candidates[i]))
+					route_unavailable(name, &candidates[i]);
+			ereport(ERROR,
+					(errcode(ERRCODE_SQLSERVER_REJECTED_ESTABLISHMENT_OF_SQLCONNECTION),
+					 errmsg("netrun_pool connection \"%s\" is unavailable", name),
+					 errdetail("No enabled member of cluster \"%s\" is a primary with a closed circuit.",
+							   name)));
+		}
+	}
+
+	strlcpy(out->name, candidates[pick].name, NAMEDATALEN);
+	out->pool_mode = candidates[pick].pool_mode;
+	out->via_cluster = is_cluster;
+}

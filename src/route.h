@@ -1,0 +1,27 @@
+/*-------------------------------------------------------------------------
+ *
+ * route.h
+ *	  Which connection a call goes to (route.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef NETRUN_ROUTE_H
+#define NETRUN_ROUTE_H
+
+#include "netrun_pool.h"
+
+typedef struct RouteTarget
+{
+	char		name[NAMEDATALEN];	/* the registered connection */
+	int			pool_mode;
+	bool		via_cluster;	/* name was a cluster's */
+} RouteTarget;
+
+/*
+ * Resolve a connection or cluster name for the current user; raises the
+ * documented error when it does not exist, may not be used, is disabled,
+ * or is unavailable (open circuit).
+ */
+extern void route_resolve(const char *name, bool write, RouteTarget *out);
+
+#endif							/* NETRUN_ROUTE_H */
