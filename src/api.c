@@ -413,6 +413,7 @@ api_call(const char *alias, ChannelCallKind kind, bool read_only, text *sql,
 	 * member of the cluster of that name, unless a begin() or a session
 	 * holds one.  Ending a begin() or a session is always allowed.
 	 */
+	memset(&route, 0, sizeof(route));
 	if (kind == CALL_COMMIT || kind == CALL_ROLLBACK || kind == CALL_RELEASE)
 		strlcpy(route.name, pinned ? pinned : alias, NAMEDATALEN);
 	else
@@ -420,8 +421,8 @@ api_call(const char *alias, ChannelCallKind kind, bool read_only, text *sql,
 		route_resolve(pinned ? pinned : alias,
 					  !(kind == CALL_ROWS && read_only), &route);
 		pool_mode = route.pool_mode;
-		route.via_cluster = strcmp(route.name, alias) != 0;
 	}
+	route.via_cluster = strcmp(route.name, alias) != 0;
 	name = route.name;
 	strlcpy(call_target, name, NAMEDATALEN);
 
@@ -564,6 +565,11 @@ api_call(const char *alias, ChannelCallKind kind, bool read_only, text *sql,
 	}
 
 	if (err)
+	{
+		char	   *where = route.via_cluster ?
+			psprintf("netrun_pool connection \"%s\" (cluster \"%s\")", name, alias) :
+			psprintf("netrun_pool connection \"%s\"", name);
+
 		ereport(ERROR,
 				(errcode(MAKE_SQLSTATE(err->sqlstate[0], err->sqlstate[1],
 									   err->sqlstate[2], err->sqlstate[3],
@@ -572,9 +578,8 @@ api_call(const char *alias, ChannelCallKind kind, bool read_only, text *sql,
 				 err->detail[0] ? errdetail_internal("%s", err->detail) : 0,
 				 err->hint[0] ? errhint("%s", err->hint) : 0,
 				 err->context[0] ? errcontext("%s", err->context) : 0,
-				 route.via_cluster ?
-				 errcontext("netrun_pool connection \"%s\" (cluster \"%s\")", name, alias) :
-				 errcontext("netrun_pool connection \"%s\"", name)));
+				 errcontext("%s", where)));
+	}
 	return tag;
 }
 
