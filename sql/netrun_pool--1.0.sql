@@ -177,9 +177,12 @@ BEGIN
         ELSIF min_value = 1 THEN
             RAISE EXCEPTION '% must be greater than zero', setting
                 USING ERRCODE = 'invalid_parameter_value';
-        ELSIF setting IN ('statement_timeout_ms', 'max_replica_lag_ms') THEN
+        ELSIF setting = 'statement_timeout_ms' THEN
             RAISE EXCEPTION '% must not be negative', setting
                 USING ERRCODE = 'invalid_parameter_value', HINT = 'Use 0 for no timeout.';
+        ELSIF setting = 'max_replica_lag_ms' THEN
+            RAISE EXCEPTION '% must not be negative', setting
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'Use 0 for no limit.';
         ELSE
             RAISE EXCEPTION '% must not be negative', setting
                 USING ERRCODE = 'invalid_parameter_value';
