@@ -17,7 +17,7 @@ ensure_user "$DEMO_USER"
 
 # Replace an earlier demo: stop its servers, then remove its folder.
 if [ -d "$DEMO_DIR" ]; then
-	for d in "$DEMO_DIR/local" "$DEMO_DIR/remote"; do
+	for d in "$DEMO_DIR/local" "$DEMO_DIR/remote" "$DEMO_DIR/replica"; do
 		[ -f "$d/postmaster.pid" ] &&
 			as_user "$DEMO_USER" pg_ctl -D "$d" -m fast -w stop >/dev/null 2>&1 || true
 	done
@@ -39,6 +39,7 @@ next_port() {
 }
 LOCAL_PORT=$(next_port 55432)
 REMOTE_PORT=$(next_port $((LOCAL_PORT + 1)))
+REPLICA_PORT=$(next_port $((REMOTE_PORT + 1)))
 
 start_server() {
 	local name=$1 port=$2 extra=$3
@@ -55,8 +56,13 @@ CONF
 
 echo "== starting the remote server on 127.0.0.1:$REMOTE_PORT (scram-sha-256 over TCP)"
 start_server remote "$REMOTE_PORT" "password_encryption = 'scram-sha-256'"
-printf 'local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n' >"$DEMO_DIR/remote/pg_hba.conf"
+printf 'local all all trust\nlocal replication all trust\nhost all all 127.0.0.1/32 scram-sha-256\n' >"$DEMO_DIR/remote/pg_hba.conf"
 as_user "$DEMO_USER" pg_ctl -D "$DEMO_DIR/remote" reload >/dev/null
+
+echo "== starting a streaming replica of it on 127.0.0.1:$REPLICA_PORT (pg_basebackup -R)"
+as_user "$DEMO_USER" pg_basebackup -D "$DEMO_DIR/replica" -R -h "$DEMO_DIR/run" -p "$REMOTE_PORT" -X stream
+sed -i "s/^port = .*/port = $REPLICA_PORT/" "$DEMO_DIR/replica/postgresql.conf"
+as_user "$DEMO_USER" pg_ctl -D "$DEMO_DIR/replica" -l "$DEMO_DIR/replica.log" -w start >/dev/null
 REMOTE_PASSWORD=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
 # The key that encrypts registry passwords: 32 random bytes, mode 600.
@@ -66,12 +72,13 @@ chown "$DEMO_USER:" "$DEMO_DIR/secret.key"
 echo "== starting the local server on 127.0.0.1:$LOCAL_PORT (netrun_pool preloaded)"
 start_server local "$LOCAL_PORT" "shared_preload_libraries = 'netrun_pool'
 netrun_pool.database = 'postgres'
-netrun_pool.secret_key_file = '$DEMO_DIR/secret.key'"
+netrun_pool.secret_key_file = '$DEMO_DIR/secret.key'
+netrun_pool.health_interval_ms = 500"
 
 cat >"$DEMO_DIR/stop.sh" <<STOP
 #!/usr/bin/env bash
 # Stops the netrun_pool demo servers.
-for d in "$DEMO_DIR/local" "$DEMO_DIR/remote"; do
+for d in "$DEMO_DIR/local" "$DEMO_DIR/remote" "$DEMO_DIR/replica"; do
 	runuser -u $DEMO_USER -- $PG_BINDIR/pg_ctl -D "\$d" -m fast -w stop
 done
 STOP
@@ -121,18 +128,63 @@ show "SELECT netrun_pool.fetchval('demo_remote', 'SELECT count(*) FROM items')"
 show "SELECT netrun_pool.exec('demo_remote', 'UPDATE items SET label = upper(label) WHERE id = \$1', ARRAY['1'])"
 show "SET ROLE app_reader; SELECT netrun_pool.fetchval('demo_remote', 'SELECT label FROM items WHERE id = 1')"
 show "SELECT netrun_pool.exec_transaction('demo_remote', ARRAY['UPDATE items SET label = lower(label) WHERE id = 1', 'UPDATE items SET label = label || ''!'' WHERE id = 2'])"
+
+echo
+echo "== a cluster: the remote and its streaming replica; writes go to the primary,"
+echo "== read_only reads to the replica (routing follows what the health probes see)"
+register_sql="SELECT netrun_pool.register('demo_replica', 'postgresql://app:%s@127.0.0.1:$REPLICA_PORT/postgres', role => 'replica', cluster => 'demo', pool_max => 4, max_replica_lag_ms => 5000)"
+echo
+echo "local=# $(printf "$register_sql" '***')"
+lpsql -c "$(printf "$register_sql" "$REMOTE_PASSWORD")"
+show "SELECT netrun_pool.configure('demo_remote', cluster => 'demo')"
+for _ in $(seq 100); do
+	[ "$(lpsql -At -c "SELECT count(*) FROM netrun_pool.health WHERE status IN ('healthy', 'degraded')")" = 2 ] && break
+	sleep 0.1
+done
+show "SELECT netrun_pool.fetchval('demo', 'SELECT format(''write on port %s, in recovery: %s'', inet_server_port(), pg_is_in_recovery())') AS write_path, netrun_pool.fetchval('demo', 'SELECT format(''read on port %s, in recovery: %s'', inet_server_port(), pg_is_in_recovery())', read_only => true) AS read_path"
+
+echo
+echo "== what operators read"
 # the worker publishes the gauges every 250 ms: let them settle
 sleep 0.3
-show "SELECT name, pool_mode, pool_min, pool_max, total, checked_out, idle, waiting, available, utilization_percent FROM netrun_pool.pool_stats"
+show "SELECT name, cluster, role, pool_mode, status, pool_max, total, checked_out, idle, waiting, available, utilization_percent FROM netrun_pool.pool_stats"
+show "SELECT name, acquired_total, acquire_wait_avg_ms, acquire_wait_p95_ms, queries_total, query_avg_ms, query_p95_ms, errors_total, created_total, last_error FROM netrun_pool.pool_stats"
+show "SELECT name, status, latency_ms, circuit, is_replica, replica_lag_ms, server_version, consecutive_failures FROM netrun_pool.health"
+show "SELECT jsonb_pretty(netrun_pool.health_check('demo_remote'))"
+show "SELECT netrun_pool.alive(), netrun_pool.ready(), netrun_pool.ready('demo')"
+echo
+echo "local=# SELECT netrun_pool.prometheus()   -- a few lines of it"
+lpsql -At -c "SELECT netrun_pool.prometheus()" | grep -E '^netrun_pool_(up|healthy|queries_total|acquire_wait_seconds)[{ ]' | head -12
+
+echo
+echo "== the circuit breaker: the replica stops"
+as_user "$DEMO_USER" pg_ctl -D "$DEMO_DIR/replica" -m immediate -w stop >/dev/null
+for _ in $(seq 100); do
+	[ "$(lpsql -At -c "SELECT circuit FROM netrun_pool.health WHERE name = 'demo_replica'")" != closed ] && break
+	sleep 0.1
+done
+show "SELECT name, status, circuit, consecutive_failures, left(last_error, 70) AS last_error FROM netrun_pool.health"
+show "SELECT netrun_pool.fetchval('demo_replica', 'SELECT 1')" || true
+show "SELECT netrun_pool.fetchval('demo', 'SELECT format(''read on port %s: the replica is down, the primary answers'', inet_server_port())', read_only => true)"
+echo
+echo "== the replica comes back"
+as_user "$DEMO_USER" pg_ctl -D "$DEMO_DIR/replica" -l "$DEMO_DIR/replica.log" -w start >/dev/null
+for _ in $(seq 200); do
+	[ "$(lpsql -At -c "SELECT circuit FROM netrun_pool.health WHERE name = 'demo_replica'")" = closed ] && break
+	sleep 0.1
+done
+show "SELECT name, status, circuit, consecutive_failures FROM netrun_pool.health"
+show "SELECT netrun_pool.fetchval('demo', 'SELECT format(''read on port %s, in recovery: %s'', inet_server_port(), pg_is_in_recovery())', read_only => true)"
 echo
 echo "remote=# SELECT application_name, count(*) FROM pg_stat_activity WHERE application_name LIKE 'netrun_pool:%' GROUP BY 1"
 rpsql -c "SELECT application_name, count(*) FROM pg_stat_activity WHERE application_name LIKE 'netrun_pool:%' GROUP BY 1"
 
 cat <<DONE
 
-The demo is running under $DEMO_DIR (logs: local.log, remote.log).
+The demo is running under $DEMO_DIR (logs: local.log, remote.log, replica.log).
   connect to the local server:   psql -h 127.0.0.1 -p $LOCAL_PORT -U $DEMO_USER postgres
   connect to the remote server:  psql -h $DEMO_DIR/run -p $REMOTE_PORT -U $DEMO_USER postgres
+  connect to its replica:        psql -h $DEMO_DIR/run -p $REPLICA_PORT -U $DEMO_USER postgres
   (over TCP the remote wants scram-sha-256: user app, password in the registry, encrypted)
   stop everything:               bash $DEMO_DIR/stop.sh
 DONE

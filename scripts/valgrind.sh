@@ -35,7 +35,8 @@ u valgrind --quiet --error-limit=no --num-callers=30 --track-origins=yes \
 	--log-file="$work/vg/vg.%p" \
 	postgres -D "$work/local" -p 54390 -k "$work/run" -c listen_addresses='' \
 	-c shared_preload_libraries=netrun_pool -c netrun_pool.database=postgres \
-	-c max_worker_processes=16 >"$work/local.log" 2>&1 &
+	-c max_worker_processes=16 -c netrun_pool.health_interval_ms=200 \
+	-c netrun_pool.unhealthy_after=2 >"$work/local.log" 2>&1 &
 for _ in $(seq 600); do
 	u pg_isready -q -h "$work/run" -p 54390 && break
 	sleep 0.5
@@ -52,7 +53,16 @@ echo "== workload"
 lsql >"$work/workload.out" 2>&1 <<SQL
 SELECT netrun_pool.register('r', 'host=$work/run port=54391 dbname=postgres', pool_min => 1, pool_max => 2);
 SELECT netrun_pool.register('s', 'host=$work/run port=54391 dbname=postgres', pool_mode => 'session', pool_max => 1);
-SELECT pg_sleep(2);
+SELECT netrun_pool.register('c1', 'host=$work/run port=54391 dbname=postgres', cluster => 'c', pool_max => 1);
+SELECT netrun_pool.register('c2', 'host=$work/run port=54391 dbname=postgres', cluster => 'c', role => 'replica', max_replica_lag_ms => 1000);
+SELECT netrun_pool.register('down', 'host=127.0.0.1 port=1 dbname=x', connect_timeout_ms => 300);
+SELECT pg_sleep(4);
+SELECT name, status, circuit, consecutive_failures > 0 AS failing FROM netrun_pool.health ORDER BY name;
+SELECT netrun_pool.fetchval('down', 'SELECT 1');
+SELECT netrun_pool.fetchval('c', 'SELECT 1'), netrun_pool.fetchval('c', 'SELECT 2', read_only => true);
+BEGIN; SELECT netrun_pool.begin('c'); SELECT netrun_pool.fetchval('c', 'SELECT 3'); COMMIT;
+SELECT length(netrun_pool.health_check()::text) > 0, netrun_pool.ready(), netrun_pool.alive(), length(netrun_pool.prometheus()) > 0;
+SELECT netrun_pool.reset_stats('c');
 SELECT * FROM netrun_pool.query('r', 'SELECT g, g::text || \$1 FROM generate_series(1, 200000) g', ARRAY['x']) AS t(a int, b text) LIMIT 3;
 SELECT count(*) FROM netrun_pool.query_json('r', 'SELECT g, NULL::int AS n, g % 2 = 0 AS b, ''{"k": 1}''::jsonb AS j FROM generate_series(1, 20000) g');
 SELECT netrun_pool.fetchval('r', 'SELECT NULL');
@@ -76,7 +86,10 @@ SELECT netrun_pool.fetchval('r', 'SELECT pg_sleep(10)');
 RESET statement_timeout;
 SELECT netrun_pool.fetchval('r', 'SELECT 1');
 SELECT * FROM netrun_pool.pool_stats;
+SELECT * FROM netrun_pool.health;
 SELECT netrun_pool.configure('r', pool_max => 3);
+SELECT netrun_pool.configure('down', enabled => false);
+SELECT netrun_pool.unregister('c2');
 SELECT pg_sleep(1);
 SELECT netrun_pool.unregister('s', force => true);
 SELECT netrun_pool.fetchval('r', 'SELECT 2');
@@ -90,7 +103,7 @@ u pg_ctl -D "$work/remote" -m fast -w stop >/dev/null
 # our code is near the top of the stack: PostgreSQL itself writes struct
 # padding to files (XLOG, the relcache init file), which its own
 # suppression file hides and Debian does not ship.
-ours_re='\((api|channel|conninfo|guc|launcher|module|pool|redact|registry|secret|shmem|status|worker)\.c:[0-9]+\)'
+ours_re='\((api|channel|conninfo|guc|health|launcher|module|pool|redact|registry|route|secret|shmem|stats|status|views|worker)\.c:[0-9]+\)'
 ours=0
 for f in "$work"/vg/vg.*; do
 	[ -s "$f" ] || continue
@@ -115,7 +128,8 @@ for f in "$work"/vg/vg.*; do
 done
 all_reports=$(cat "$work"/vg/vg.* 2>/dev/null | grep -c -E '^==[0-9]+== [A-Z]')
 # The workload must have run: its calls answer with these.
-for want in 'INSERT 0 1' '20000' '3 | 3x' 'canceling statement due to statement timeout' 'session of netrun_pool connection "s" was lost'; do
+for want in 'INSERT 0 1' '20000' '3 | 3x' 'canceling statement due to statement timeout' 'session of netrun_pool connection "s" was lost' \
+	'netrun_pool connection "down" is unavailable' 'down | unhealthy'; do
 	grep -q -- "$want" "$work/workload.out" || { echo "workload did not run as expected (no '$want')"; cat "$work/workload.out"; exit 1; }
 done
 echo "== valgrind: $all_reports reports in all, $ours process logs with errors in netrun_pool's code"

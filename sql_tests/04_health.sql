@@ -71,6 +71,18 @@ SELECT * FROM netrun_pool.query('h_cluster', 'SELECT 1, 2') AS t(a int, b int);
 -- An error names the member and the cluster.
 SELECT netrun_pool.fetchval('h_cluster', 'SELECT 1/0');
 SELECT netrun_pool.fetchval('no_such_cluster', 'SELECT 1', read_only => true);
+-- begin() on a cluster name stays on the member it was routed to: later
+-- calls by the cluster's name run in that remote transaction, and a
+-- read_only call is refused there.
+BEGIN;
+SELECT netrun_pool.begin('h_cluster');
+SELECT netrun_pool.fetchval('h_cluster', 'SELECT txid_current()::text')
+     = netrun_pool.fetchval('h_self', 'SELECT txid_current()::text') AS same_remote_transaction;
+SELECT netrun_pool.begin('h_cluster');
+SELECT netrun_pool.fetchval('h_cluster', 'SELECT 1', read_only => true);
+ROLLBACK;
+-- after the transaction the cluster name routes afresh
+SELECT netrun_pool.fetchval('h_cluster', 'SELECT 1', read_only => true);
 
 -- Counters: connections opened so far; after a reset, exactly the calls
 -- made since.

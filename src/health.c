@@ -154,6 +154,9 @@ probe_finish(HealthProbe *p, const NetrunPoolSlot *settings, bool ok)
 		p->status = (latency > netrun_degraded_latency_ms || bad_rate) ?
 			HEALTH_DEGRADED : HEALTH_HEALTHY;
 		p->state = PROBE_IDLE;
+		/* a remote served per call (serverless) is not kept awake */
+		if (settings->pool_mode == NETRUN_POOL_MODE_NONE)
+			probe_close(p);
 	}
 	else
 	{

@@ -31,6 +31,17 @@
 #include "route.h"
 #include "stats.h"
 
+/* What routing needs of a connection's health (a few fields, not 3 KB). */
+typedef struct RouteHealth
+{
+	int8		circuit;
+	bool		role_known;
+	bool		is_replica;
+	int32		consecutive_failures;
+	int32		outstanding;
+	int64		replica_lag_ms;
+} RouteHealth;
+
 /* What routing needs of one registry slot, copied out under the lock. */
 typedef struct RouteCandidate
 {
@@ -42,7 +53,7 @@ typedef struct RouteCandidate
 	int32		stats_index;
 	int32		ngrantees;
 	Oid			grantees[NETRUN_MAX_GRANTEES];
-	NetrunPoolStats health;		/* a copy, filled after the lock */
+	RouteHealth health;			/* filled after the lock */
 } RouteCandidate;
 
 /* max_pools candidates, allocated once per backend. */
@@ -62,6 +73,25 @@ candidate_copy(RouteCandidate *c, const NetrunPoolSlot *slot)
 	c->stats_index = slot->stats_index;
 	c->ngrantees = slot->ngrantees;
 	memcpy(c->grantees, slot->grantees, sizeof(Oid) * slot->ngrantees);
+}
+
+static void
+candidate_read_health(RouteCandidate *c)
+{
+	NetrunPoolStats *s = stats_entry(c->stats_index);
+
+	memset(&c->health, 0, sizeof(c->health));
+	c->health.replica_lag_ms = -1;
+	if (s == NULL)
+		return;
+	SpinLockAcquire(&s->mutex);
+	c->health.circuit = s->circuit;
+	c->health.role_known = s->role_known;
+	c->health.is_replica = s->is_replica;
+	c->health.consecutive_failures = s->consecutive_failures;
+	c->health.outstanding = s->outstanding;
+	c->health.replica_lag_ms = s->replica_lag_ms;
+	SpinLockRelease(&s->mutex);
 }
 
 static bool
@@ -106,13 +136,16 @@ route_count_refusal(const RouteCandidate *c)
 static void
 route_unavailable(const char *name, const RouteCandidate *c)
 {
+	NetrunPoolStats health;
+
 	route_count_refusal(c);
+	stats_copy(c->stats_index, &health);
 	ereport(ERROR,
 			(errcode(ERRCODE_SQLSERVER_REJECTED_ESTABLISHMENT_OF_SQLCONNECTION),
 			 errmsg("netrun_pool connection \"%s\" is unavailable", name),
 			 errdetail("Its circuit is open after %d failed health probes; the last: %s. The next probe is due at %s.",
-					   c->health.consecutive_failures, c->health.health_error,
-					   timestamptz_to_str(c->health.next_probe_at)),
+					   health.consecutive_failures, health.health_error,
+					   timestamptz_to_str(health.next_probe_at)),
 			 errhint("Calls fail at once until a health probe succeeds; see netrun_pool.health.")));
 }
 
@@ -150,7 +183,7 @@ route_pick_replica(RouteCandidate *c, int n)
 
 	for (int i = 0; i < n; i++)
 	{
-		const NetrunPoolStats *h = &c[i].health;
+		const RouteHealth *h = &c[i].health;
 
 		if (!c[i].enabled || !candidate_circuit_closed(&c[i]) ||
 			candidate_is_primary(&c[i]) || h->consecutive_failures > 0)
@@ -226,7 +259,7 @@ route_resolve(const char *name, bool write, RouteTarget *out)
 	n = usable;
 	for (int i = 0; i < n; i++)
 	{
-		stats_copy(candidates[i].stats_index, &candidates[i].health);
+		candidate_read_health(&candidates[i]);
 		enabled += candidates[i].enabled;
 	}
 	if (enabled == 0)
