@@ -80,7 +80,8 @@ copy_tree() {
 # source tree copied into $work/src.
 start_run() {
 	local prefix=$1 user=$2
-	exec 9>/tmp/netrun_pool_test.lock
+	# (outside the PREFIX.* pattern removed below)
+	exec 9>/tmp/netrun_pool.lock
 	flock 9
 	# anything an interrupted run left behind goes first
 	pkill -KILL -u "$user" 2>/dev/null

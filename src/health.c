@@ -238,7 +238,9 @@ probe_failed(HealthProbe *p, struct Pool *pool, const NetrunPoolSlot *settings,
 
 	if (why != p->error)
 		strlcpy(p->error, why, sizeof(p->error));
-	len = strlen(p->error);
+	/* libpq's first line says it; the rest is a generic hint */
+	len = strcspn(p->error, "\n");
+	p->error[len] = '\0';
 	while (len > 0 && (p->error[len - 1] == '\n' || p->error[len - 1] == ' '))
 		p->error[--len] = '\0';
 	if (!p->fresh)
