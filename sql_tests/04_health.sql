@@ -11,6 +11,14 @@
 ALTER SYSTEM SET netrun_pool.health_interval_ms = 200;
 ALTER SYSTEM SET netrun_pool.unhealthy_after = 2;
 SELECT pg_reload_conf();
+-- Registry changes reach the worker within a moment: wait for its load.
+CREATE FUNCTION h_wait_for_load(before bigint) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  FOR i IN 1..200 LOOP
+    EXIT WHEN (SELECT generation FROM netrun_pool.worker_status()) > before;
+    PERFORM pg_sleep(0.05);
+  END LOOP;
+END $$;
 
 SELECT netrun_pool.register('h_self',
     format('host=%s port=%s dbname=contrib_regression',
@@ -83,6 +91,39 @@ SELECT netrun_pool.fetchval('h_cluster', 'SELECT 1', read_only => true);
 ROLLBACK;
 -- after the transaction the cluster name routes afresh
 SELECT netrun_pool.fetchval('h_cluster', 'SELECT 1', read_only => true);
+-- a failed remote commit ends the begin() too (t/006_routing.pl shows the
+-- cluster name routing afresh after it)
+BEGIN;
+SELECT netrun_pool.begin('h_cluster');
+DO $$
+BEGIN
+  PERFORM netrun_pool.exec('h_cluster', 'SELECT 1/0');
+EXCEPTION WHEN division_by_zero THEN NULL;
+END $$;
+COMMIT;
+SELECT netrun_pool.fetchval('h_cluster', 'SELECT ''routed afresh''', read_only => true);
+-- release() of a cluster that holds nothing is not an error
+SELECT netrun_pool.release('h_cluster');
+-- Session mode through a cluster name: the session stays on its member
+-- until release(cluster), which resets it (DISCARD ALL).
+SELECT netrun_pool.register('h_sess',
+    format('host=%s port=%s dbname=contrib_regression',
+           current_setting('unix_socket_directories'), current_setting('port')),
+    cluster => 'h_sc', pool_mode => 'session', pool_max => 1);
+DO $$
+BEGIN
+  FOR i IN 1..100 LOOP
+    EXIT WHEN (SELECT status FROM netrun_pool.health WHERE name = 'h_sess') IN ('healthy', 'degraded');
+    PERFORM pg_sleep(0.05);
+  END LOOP;
+END $$;
+SELECT netrun_pool.exec('h_sc', 'SET application_name = ''kept by the session''');
+SELECT netrun_pool.fetchval('h_sc', 'SHOW application_name') AS write_path,
+       netrun_pool.fetchval('h_sc', 'SHOW application_name', read_only => true) AS read_path;
+SELECT netrun_pool.release('h_sc');
+SELECT netrun_pool.fetchval('h_sc', 'SHOW application_name') AS after_release;
+SELECT netrun_pool.release('h_sc');
+SELECT netrun_pool.unregister('h_sess');
 
 -- Counters: connections opened so far; after a reset, exactly the calls
 -- made since.
@@ -165,13 +206,6 @@ SELECT netrun_pool.register('h_bad', 'dbname=x', max_replica_lag_ms => -5);
 CREATE ROLE h_stranger;
 CREATE ROLE h_user;
 CREATE ROLE h_monitor IN ROLE pg_monitor;
-CREATE FUNCTION h_wait_for_load(before bigint) RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-  FOR i IN 1..200 LOOP
-    EXIT WHEN (SELECT generation FROM netrun_pool.worker_status()) > before;
-    PERFORM pg_sleep(0.05);
-  END LOOP;
-END $$;
 SELECT generation AS gen FROM netrun_pool.worker_status() \gset
 SELECT netrun_pool.grant_usage('h_self', 'h_user');
 SELECT h_wait_for_load(:gen);

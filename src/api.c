@@ -105,15 +105,24 @@ static List *sessions_lost = NIL;
 
 /*
  * A cluster name stays on the member it was routed to while that member
- * holds something for this backend: a begin() transaction (until the
- * local transaction ends) or a session (until release() or its loss).
- * In TopMemoryContext.
+ * holds something for this backend: a begin() transaction (every call by
+ * that name, until the local transaction ends) or a session.  Sessions are
+ * kept apart for writes and for read_only reads, which route to different
+ * members: a write never follows a read's session onto a replica.  In
+ * TopMemoryContext.
  */
+typedef enum StickyKind
+{
+	STICKY_BEGIN,				/* a begin() transaction: all calls */
+	STICKY_SESSION_WRITE,		/* a session taken by a write */
+	STICKY_SESSION_READ			/* a session taken by a read_only call */
+} StickyKind;
+
 typedef struct StickyRoute
 {
 	char		alias[NAMEDATALEN];	/* the cluster name the caller used */
 	char		target[NAMEDATALEN];	/* the member it went to */
-	bool		session;		/* else a begin() transaction */
+	StickyKind	kind;
 } StickyRoute;
 
 static List *sticky_routes = NIL;
@@ -121,8 +130,8 @@ static List *sticky_routes = NIL;
 /* The connection the last api_call() went to. */
 static char call_target[NAMEDATALEN];
 
-static const char *
-sticky_lookup(const char *alias)
+static StickyRoute *
+sticky_find(const char *alias, StickyKind kind)
 {
 	ListCell   *lc;
 
@@ -130,32 +139,46 @@ sticky_lookup(const char *alias)
 	{
 		StickyRoute *r = (StickyRoute *) lfirst(lc);
 
-		if (strcmp(r->alias, alias) == 0)
-			return r->target;
+		if (r->kind == kind && strcmp(r->alias, alias) == 0)
+			return r;
 	}
 	return NULL;
 }
 
+/* Where a call by this name must go, or NULL if routing decides. */
+static const char *
+sticky_lookup(const char *alias, bool read_only)
+{
+	StickyRoute *r = sticky_find(alias, STICKY_BEGIN);
+
+	if (r == NULL)
+		r = sticky_find(alias, read_only ? STICKY_SESSION_READ : STICKY_SESSION_WRITE);
+	return r ? r->target : NULL;
+}
+
 static void
-sticky_add(const char *alias, const char *target, bool session)
+sticky_add(const char *alias, const char *target, StickyKind kind)
 {
 	MemoryContext old;
 	StickyRoute *r;
 
-	if (sticky_lookup(alias) != NULL)
+	if (sticky_find(alias, kind) != NULL)
 		return;
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	r = palloc(sizeof(StickyRoute));
 	strlcpy(r->alias, alias, NAMEDATALEN);
 	strlcpy(r->target, target, NAMEDATALEN);
-	r->session = session;
+	r->kind = kind;
 	sticky_routes = lappend(sticky_routes, r);
 	MemoryContextSwitchTo(old);
 }
 
-/* Forget the routes of one alias (alias != NULL), or of every pin of a kind. */
+/*
+ * Forget routes: of one alias (alias != NULL) or of every alias; the
+ * begin() routes, or the session routes.
+ */
 static void
-sticky_forget(const char *alias, bool session)
+sticky_forget(const char *alias, bool sessions)
 {
 	ListCell   *lc;
 
@@ -163,11 +186,12 @@ sticky_forget(const char *alias, bool session)
 	{
 		StickyRoute *r = (StickyRoute *) lfirst(lc);
 
-		if (alias ? strcmp(r->alias, alias) == 0 : r->session == session)
-		{
-			pfree(r);
-			sticky_routes = foreach_delete_current(sticky_routes, lc);
-		}
+		if ((r->kind != STICKY_BEGIN) != sessions)
+			continue;
+		if (alias && strcmp(r->alias, alias) != 0)
+			continue;
+		pfree(r);
+		sticky_routes = foreach_delete_current(sticky_routes, lc);
 	}
 }
 
@@ -404,7 +428,7 @@ api_call(const char *alias, ChannelCallKind kind, bool read_only, text *sql,
 
 	volatile int pool_mode = -1;
 	bool		lost;
-	const char *pinned = sticky_lookup(alias);
+	const char *pinned = sticky_lookup(alias, kind == CALL_ROWS && read_only);
 	const char *name;
 	RouteTarget route;
 
@@ -556,13 +580,11 @@ api_call(const char *alias, ChannelCallKind kind, bool read_only, text *sql,
 	{
 		sessions_note(name);
 		if (route.via_cluster)
-			sticky_add(alias, name, true);
+			sticky_add(alias, name, kind == CALL_ROWS && read_only ?
+					   STICKY_SESSION_READ : STICKY_SESSION_WRITE);
 	}
-	if (kind == CALL_RELEASE)
-	{
+	if (kind == CALL_RELEASE && err == NULL)
 		sessions = name_list_remove(sessions, name, &lost);
-		sticky_forget(alias, true);
-	}
 
 	if (err)
 	{
@@ -1033,6 +1055,8 @@ begin_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
+			/* even when a failed remote COMMIT emptied "begun" already */
+			sticky_forget(NULL, false);
 			if (begun != NIL)
 			{
 				begun_clear();
@@ -1058,7 +1082,7 @@ netrun_begin(PG_FUNCTION_ARGS)
 	name = api_name_arg(fcinfo);
 
 	/* a cluster name begun already stays on its member */
-	if (is_begun(sticky_lookup(name) ? sticky_lookup(name) : name))
+	if (is_begun(sticky_lookup(name, false) ? sticky_lookup(name, false) : name))
 	{
 		if (begun_lost)
 			begun_lost_error(name);
@@ -1073,7 +1097,7 @@ netrun_begin(PG_FUNCTION_ARGS)
 	(void) api_call(name, CALL_BEGIN, false, empty_text(), NULL, &sink);
 
 	if (strcmp(call_target, name) != 0)
-		sticky_add(name, call_target, false);
+		sticky_add(name, call_target, STICKY_BEGIN);
 	if (is_begun(call_target))
 		PG_RETURN_VOID();		/* begun already under its own name */
 	old = MemoryContextSwitchTo(TopMemoryContext);
@@ -1082,12 +1106,38 @@ netrun_begin(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/*
+ * release(name): a connection's session, or for a cluster name the
+ * sessions its calls took (its write member's and its read member's).
+ * A cluster holding nothing has nothing to release.
+ */
 Datum
 netrun_release(PG_FUNCTION_ARGS)
 {
 	CallSink	sink = {0};
+	char	   *name = api_name_arg(fcinfo);
+	StickyKind	kinds[] = {STICKY_SESSION_WRITE, STICKY_SESSION_READ};
+	bool		any = false;
 
-	(void) api_call(api_name_arg(fcinfo), CALL_RELEASE, false,
-					empty_text(), NULL, &sink);
+	for (int i = 0; i < (int) lengthof(kinds); i++)
+	{
+		StickyRoute *r = sticky_find(name, kinds[i]);
+		char		target[NAMEDATALEN];
+
+		if (r == NULL)
+			continue;
+		any = true;
+		strlcpy(target, r->target, NAMEDATALEN);
+		(void) api_call(target, CALL_RELEASE, false, empty_text(), NULL, &sink);
+		/* forgotten only once the release went through */
+		r = sticky_find(name, kinds[i]);
+		if (r)
+		{
+			sticky_routes = list_delete_ptr(sticky_routes, r);
+			pfree(r);
+		}
+	}
+	if (!any && !route_is_cluster(name))
+		(void) api_call(name, CALL_RELEASE, false, empty_text(), NULL, &sink);
 	PG_RETURN_VOID();
 }

@@ -36,14 +36,18 @@
 
 /*
  * One round trip: the role, the version, the database, the remote's
- * clock, and on a replica the replay lag (0 while it has replayed all it
- * received; else the age of the last replayed transaction).
+ * clock, and on a replica the replay lag: 0 while its WAL receiver runs
+ * and it has replayed all it received; else the age of the last replayed
+ * transaction (a replica cut off from its primary grows older, not
+ * fresher).  The WAL receiver's pid is the one column of
+ * pg_stat_wal_receiver every role may see.
  */
 #define PROBE_SQL \
 	"SELECT pg_is_in_recovery(), current_setting('server_version'), " \
 	"current_database(), extract(epoch FROM now()), " \
 	"CASE WHEN pg_is_in_recovery() THEN " \
-	"  CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 " \
+	"  CASE WHEN (SELECT pid FROM pg_stat_wal_receiver) IS NOT NULL " \
+	"        AND pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 " \
 	"  ELSE coalesce((extract(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000)::bigint, -1) END " \
 	"END"
 
@@ -164,14 +168,20 @@ probe_finish(HealthProbe *p, const NetrunPoolSlot *settings, bool ok)
 		probe_close(p);
 		if (p->failures >= netrun_unhealthy_after)
 		{
-			int			k = Min(p->failures - netrun_unhealthy_after, 3);
+			int			k = Min(p->failures - netrun_unhealthy_after, 2);
 
 			p->status = HEALTH_UNHEALTHY;
 			p->circuit_open = true;
-			/* back off: 2, 4, 8 intervals (within a minute), with jitter */
+
+			/*
+			 * Back off: up to 2, 4, then 8 intervals, within a minute, with
+			 * jitter so that many pools do not probe in step; never sooner
+			 * than one interval.
+			 */
 			delay = Min((long) netrun_health_interval_ms << (k + 1),
 						Max(60000L, (long) netrun_health_interval_ms));
 			delay = delay / 2 + (long) (pg_prng_double(&pg_global_prng_state) * delay / 2);
+			delay = Max(delay, (long) netrun_health_interval_ms);
 		}
 		else
 			p->status = HEALTH_DEGRADED;
@@ -274,12 +284,23 @@ probe_start(HealthProbe *p, struct Pool *pool, const NetrunPoolSlot *settings,
 	if (p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK)
 	{
 		char	   *error;
+		bool		local;
 		char		appname[NAMEDATALEN + 32];
 
 		probe_close(p);
 		p->fresh = true;
 		snprintf(appname, sizeof(appname), "netrun_pool_probe:%s", settings->name);
-		p->conn = pool_connect_start(pool, appname, &error);
+		p->conn = pool_connect_start(pool, appname, &error, &local);
+		if (p->conn == NULL && local)
+		{
+			/*
+			 * The worker's own shortage (file descriptors) says nothing of
+			 * the remote: try again next interval, count nothing.
+			 */
+			strlcpy(p->error, error, sizeof(p->error));
+			p->next_at = TimestampTzPlusMilliseconds(now, netrun_health_interval_ms);
+			return false;
+		}
 		if (p->conn == NULL)
 			return probe_failed(p, pool, settings, error);
 		p->state = PROBE_CONNECTING;

@@ -67,7 +67,7 @@ extern void health_note_call(HealthProbe *p, bool remote_fault);
 
 /* pool.c: start a connection to the pool's remote (a descriptor is taken) */
 extern PGconn *pool_connect_start(struct Pool *pool, const char *application_name,
-								  char **error);
+								  char **error, bool *local);
 extern void pool_connect_close(PGconn *conn);
 
 #endif							/* NETRUN_HEALTH_H */

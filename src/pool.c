@@ -156,9 +156,12 @@ typedef struct Request
 	int			stats_index;	/* counted in "outstanding", or -1 */
 	TimestampTz accepted_at;
 	TimestampTz started_at;		/* 0 until it has a connection */
+	uint32		stats_generation;	/* of that entry when counted */
 	char		sqlstate[6];	/* of the error, if failed */
 	bool		remote_error;	/* the error came from the remote */
 	bool		timed_out;		/* a time limit ended it */
+	bool		worker_error;	/* the worker's own verdict, not a fault */
+	bool		abandoned;		/* its backend went away */
 } Request;
 
 typedef struct ChannelState
@@ -274,7 +277,7 @@ pool_decrypt_secret(Pool *pool, char **error)
  * here.
  */
 PGconn *
-pool_connect_start(Pool *pool, const char *appname, char **error)
+pool_connect_start(Pool *pool, const char *appname, char **error, bool *local)
 {
 	const char *keys[64];
 	const char *vals[64];
@@ -285,8 +288,11 @@ pool_connect_start(Pool *pool, const char *appname, char **error)
 	PGconn	   *conn;
 
 	*error = NULL;
+	*local = false;
 	if (!AcquireExternalFD())
 	{
+		/* the worker's shortage, not the remote's failure */
+		*local = true;
 		*error = pstrdup("too many open files in the netrun_pool worker");
 		return NULL;
 	}
@@ -371,9 +377,10 @@ conn_start(Pool *pool, char **error)
 	char		appname[NAMEDATALEN + 16];
 	RemoteConn *rc;
 	PGconn	   *conn;
+	bool		local;
 
 	snprintf(appname, sizeof(appname), "netrun_pool:%s", pool->settings.name);
-	conn = pool_connect_start(pool, appname, error);
+	conn = pool_connect_start(pool, appname, error, &local);
 	if (conn == NULL)
 		return NULL;
 
@@ -681,10 +688,12 @@ request_free(Request *req)
 	ChannelState *cs = request_channel(req);
 	NetrunPoolStats *s = stats_entry(req->stats_index);
 
+	/* the entry may have gone to another pool since (a forced unregister) */
 	if (s)
 	{
 		SpinLockAcquire(&s->mutex);
-		s->outstanding--;
+		if (s->generation == req->stats_generation)
+			s->outstanding--;
 		SpinLockRelease(&s->mutex);
 	}
 	if (cs->active == req)
@@ -708,23 +717,30 @@ sqlstate_is_remote_fault(const char *sqlstate)
 }
 
 /*
- * The call is over: count it.  A remote's SQL error is recorded as its
- * SQLSTATE only: its text may hold the caller's data, and pool_stats is
- * read by every role with usage on the connection.
+ * The call is over: count it.  An error in the caller's SQL is recorded
+ * as its SQLSTATE only: its text may hold the caller's data, and
+ * pool_stats is read by every role with usage on the connection.  The
+ * remote's own failures (a shutdown, a lost connection) and the pool's
+ * keep their message, which is the server's, not the caller's.
  */
 static void
 request_account(Request *req)
 {
 	Pool	   *pool = req->pool;
 	NetrunPoolStats *s = stats_entry(req->stats_index);
-	bool		fault = req->failed && !req->timed_out &&
-		sqlstate_is_remote_fault(req->sqlstate);
+	bool		fault = req->failed && !req->timed_out && !req->worker_error &&
+		!req->abandoned && sqlstate_is_remote_fault(req->sqlstate);
 
-	if (pool && req->stats_index >= 0 && pool->stats_index == req->stats_index)
+	if (pool && pool->stats_index == req->stats_index)
 		health_note_call(&pool->probe, fault);
 	if (s == NULL)
 		return;
 	SpinLockAcquire(&s->mutex);
+	if (s->generation != req->stats_generation)
+	{
+		SpinLockRelease(&s->mutex);
+		return;
+	}
 	if (req->started_at != 0)
 	{
 		TimestampTz now = GetCurrentTimestamp();
@@ -737,9 +753,12 @@ request_account(Request *req)
 		char		what[STATS_ERROR_LEN];
 
 		s->errors_total++;
-		if (req->timed_out || strcmp(req->sqlstate, "57014") == 0)
+		if (req->timed_out ||
+			(strcmp(req->sqlstate, "57014") == 0 && req->remote_error))
 			s->timeouts_total++;
-		if (req->remote_error && !fault)
+		if (req->abandoned)
+			snprintf(what, sizeof(what), "57014: the caller cancelled the call or went away");
+		else if (req->remote_error && !fault)
 			snprintf(what, sizeof(what), "remote error %s", req->sqlstate);
 		else
 		{
@@ -890,6 +909,7 @@ request_send(Request *req, const char *sql, SendMode mode)
 
 			req->retried = true;
 			req->rc = NULL;
+			req->started_at = 0;
 			rc->req = NULL;
 			conn_close(rc);
 			req->step = STEP_WAITING;
@@ -1225,6 +1245,14 @@ request_advance(Request *req)
 static void
 request_abandon(Request *req)
 {
+	/* counted as a failed call, unless it was over already */
+	if (req->step != STEP_DELIVERING)
+	{
+		req->abandoned = true;
+		req->failed = true;
+		strlcpy(req->sqlstate, "57014", sizeof(req->sqlstate));
+		request_account(req);
+	}
 	if (req->step == STEP_WAITING)
 	{
 		dlist_delete(&req->node);
@@ -1481,6 +1509,12 @@ pool_sync(PoolDefinition *defs, int ndefs)
 			memcpy(pool->secret, d->secret, VARSIZE_ANY(d->secret));
 		}
 		pool->present = true;
+		/* every entry was taken when it was created: try again */
+		if (pool->stats_index < 0)
+		{
+			pool->stats_index = stats_claim(pool->settings.name);
+			pool->probe.stats_index = pool->stats_index;
+		}
 		d->settings.stats_index = pool->stats_index;
 	}
 
@@ -1780,6 +1814,7 @@ request_accept(int channel, Request *req)
 		{
 			SpinLockAcquire(&s->mutex);
 			s->outstanding++;
+			req->stats_generation = s->generation;
 			SpinLockRelease(&s->mutex);
 		}
 	}
@@ -1793,6 +1828,7 @@ request_accept(int channel, Request *req)
 		{
 			if (req->kind != CALL_COMMIT)
 				channel_note_lost(channel, pool->settings.name);	/* keep it */
+			req->worker_error = true;	/* a verdict on an earlier failure */
 			request_fail(req, "08006",
 						 psprintf("the remote transaction of netrun_pool connection \"%s\" was lost",
 								  pool->settings.name),
@@ -2053,6 +2089,7 @@ pool_circuit_opened(Pool *pool)
 										  dlist_pop_head_node(&pool->waiters));
 
 		pool->nwaiting--;
+		req->worker_error = true;
 		request_fail(req, "08004",
 					 psprintf("netrun_pool connection \"%s\" is unavailable",
 							  pool->settings.name),

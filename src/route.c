@@ -297,3 +297,24 @@ route_resolve(const char *name, bool write, RouteTarget *out)
 	out->pool_mode = candidates[pick].pool_mode;
 	out->via_cluster = is_cluster;
 }
+
+bool
+route_is_cluster(const char *name)
+{
+	bool		connection = false;
+	bool		cluster = false;
+
+	netrun_require_shared();
+	LWLockAcquire(netrun_shared->lock, LW_SHARED);
+	for (int i = 0; i < netrun_shared->npools; i++)
+	{
+		NetrunPoolSlot *slot = &netrun_shared->pools[i];
+
+		if (strcmp(slot->name, name) == 0)
+			connection = true;
+		else if (slot->cluster[0] && strcmp(slot->cluster, name) == 0)
+			cluster = true;
+	}
+	LWLockRelease(netrun_shared->lock);
+	return cluster && !connection;
+}

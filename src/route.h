@@ -24,4 +24,7 @@ typedef struct RouteTarget
  */
 extern void route_resolve(const char *name, bool write, RouteTarget *out);
 
+/* Is this the name of a cluster (and not of a connection)? */
+extern bool route_is_cluster(const char *name);
+
 #endif							/* NETRUN_ROUTE_H */

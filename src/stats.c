@@ -45,6 +45,7 @@ int
 stats_claim(const char *name)
 {
 	TimestampTz now = GetCurrentTimestamp();
+	uint32		generation;
 
 	for (int i = 0; i < netrun_shared->max_stats; i++)
 	{
@@ -53,9 +54,11 @@ stats_claim(const char *name)
 		if (s->in_use)
 			continue;
 		SpinLockAcquire(&s->mutex);
+		generation = s->generation + 1;
 		memset((char *) s + offsetof(NetrunPoolStats, in_use), 0,
 			   sizeof(NetrunPoolStats) - offsetof(NetrunPoolStats, in_use));
 		s->in_use = true;
+		s->generation = generation;
 		strlcpy(s->name, name, NAMEDATALEN);
 		s->stats_reset = now;
 		s->latency_ms = -1;

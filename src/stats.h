@@ -23,8 +23,8 @@
 
 /*
  * Latency histogram: 4 buckets per power of two of microseconds (at most
- * 19% wide), exact below 4 us, the last bucket open-ended past about 71
- * minutes.  Fixed size: recording is a few integer operations.
+ * 19% wide), exact below 4 us, the last bucket open-ended from about two
+ * hours.  Fixed size: recording is a few integer operations.
  */
 #define STATS_HIST_BUCKETS	128
 
@@ -57,6 +57,7 @@ typedef struct NetrunPoolStats
 {
 	slock_t		mutex;
 	bool		in_use;			/* claimed by one of the worker's pools */
+	uint32		generation;		/* bumped at every claim */
 	char		name[NAMEDATALEN];
 
 	/* counters since stats_reset */

@@ -160,13 +160,14 @@ row_role(const ViewRow *r)
 	return r->slot.role >= 0 ? netrun_role_names[r->slot.role] : "primary";
 }
 
-/* Serving calls: probed successfully and the circuit closed. */
+/* Serving calls: the last probe succeeded and the circuit is closed. */
 static bool
 row_healthy(const ViewRow *r)
 {
 	int			status = row_status(r);
 
 	return r->slot.enabled && r->stats.circuit == CIRCUIT_CLOSED &&
+		r->stats.consecutive_failures == 0 &&
 		(status == HEALTH_HEALTHY || status == HEALTH_DEGRADED);
 }
 

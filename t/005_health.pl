@@ -110,8 +110,12 @@ ok($local->poll_query_until('postgres',
 	'the restarted remote is seen healthy again, its circuit closed');
 is($local->safe_psql('postgres', "SELECT netrun_pool.fetchval('r', 'SELECT 40 + 2')"),
 	'42', 'calls succeed again');
+# each connection has its own circuit, closed by its own next probe
+ok($local->poll_query_until('postgres',
+		"SELECT circuit = 'closed' AND consecutive_failures = 0 FROM netrun_pool.health WHERE name = 'single'"),
+	'the other connection to that remote recovers on its own probe');
 is($local->safe_psql('postgres', "SELECT netrun_pool.fetchval('single', 'SELECT 7')"),
-	'7', 'on every connection of that remote');
+	'7', 'and serves again');
 is(NetrunTest::log_count($local, qr/netrun_pool connection "r" is healthy again; its circuit is closed/), 1,
 	'recovering is logged once');
 is($local->safe_psql('postgres', "SELECT netrun_pool.ready('r')"), 't', 'ready(r) is true again');

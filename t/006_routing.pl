@@ -76,6 +76,23 @@ ok($local->poll_query_until('postgres',
 		'true:1'),
 	'the row becomes visible to a read_only call, served by the standby');
 
+# A begin() on the cluster pins the primary for the local transaction.
+# When its remote commit fails (an error inside it, caught locally), the
+# cluster name is not left pinned: the next read_only call in the same
+# session goes to the standby again.
+my ($ret, $out, $err) = $local->psql('postgres', q{
+BEGIN;
+SELECT netrun_pool.begin('main');
+SELECT 'pinned:' || netrun_pool.fetchval('main', 'SELECT pg_is_in_recovery()');
+DO $$ BEGIN PERFORM netrun_pool.exec('main', 'SELECT 1/0'); EXCEPTION WHEN division_by_zero THEN NULL; END $$;
+COMMIT;
+SELECT 'after:' || netrun_pool.fetchval('main', 'SELECT pg_is_in_recovery()', NULL, true);
+}, on_error_stop => 0);
+like($out, qr/^pinned:f$/m, 'inside begin(), calls by the cluster name run on the pinned primary');
+like($err, qr/ERROR:  the remote transaction of netrun_pool connection "primary" was rolled back/,
+	'its remote commit fails');
+like($out, qr/^after:t$/m, 'after the failed commit the cluster name routes afresh: read_only to the standby');
+
 # --- 3. a replica lagging past max_replica_lag_ms is skipped ---------------
 my $gen = NetrunTest::status_field($local, 'postgres', 'generation');
 $local->safe_psql('postgres', "SELECT netrun_pool.configure('standby', max_replica_lag_ms => 1000)");
@@ -124,7 +141,7 @@ ok($local->poll_query_until('postgres',
 		"SELECT status || ':' || circuit FROM netrun_pool.health WHERE name = 'primary'",
 		'unhealthy:open'),
 	'health: the old primary is unhealthy with its circuit open');
-my ($ret, $out, $err) = $local->psql('postgres', "SELECT netrun_pool.fetchval('primary', 'SELECT 1')");
+($ret, $out, $err) = $local->psql('postgres', "SELECT netrun_pool.fetchval('primary', 'SELECT 1')");
 like($err, qr/ERROR:  netrun_pool connection "primary" is unavailable/,
 	'a direct call to the old primary fails at once: unavailable');
 is($local->safe_psql('postgres',
