@@ -638,3 +638,47 @@ CREATE FUNCTION netrun_pool.prometheus()
 RETURNS text
 AS 'MODULE_PATHNAME', 'netrun_prometheus'
 LANGUAGE C VOLATILE;
+
+------------------------------------------------------------------------------
+-- The tenant context.  netrun_pool.tenant_id can be read by anyone
+-- (current_setting, current_tenant()) and changed only by these functions:
+-- SET, set_config, ALTER ROLE/DATABASE SET, PGOPTIONS and RESET are refused.
+------------------------------------------------------------------------------
+
+-- Set the tenant (and its mirror, and in schema mode the search_path) with
+-- the scope of set_config(..., is_local); returns the tenant as stored.
+CREATE FUNCTION netrun_pool.set_tenant(tenant text, is_local boolean DEFAULT false)
+RETURNS text
+AS 'MODULE_PATHNAME', 'netrun_set_tenant'
+LANGUAGE C VOLATILE;
+
+-- The same from a compact JWT signed with HS256 under netrun_pool.tenant_key_file.
+CREATE FUNCTION netrun_pool.set_tenant_token(token text, is_local boolean DEFAULT false)
+RETURNS text
+AS 'MODULE_PATHNAME', 'netrun_set_tenant_token'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION netrun_pool.clear_tenant()
+RETURNS void
+AS 'MODULE_PATHNAME', 'netrun_clear_tenant'
+LANGUAGE C VOLATILE;
+
+-- The tenant, or NULL: a policy on it matches no row when none is set.
+-- Write policies as (SELECT netrun_pool.current_tenant()) so that it is
+-- evaluated once per query, not once per row.
+CREATE FUNCTION netrun_pool.current_tenant()
+RETURNS text
+AS 'MODULE_PATHNAME', 'netrun_current_tenant'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+-- netrun_pool.tenant_schema_prefix || the tenant as a slug ('-' -> '_').
+CREATE FUNCTION netrun_pool.tenant_schema(tenant text DEFAULT NULL)
+RETURNS name
+AS 'MODULE_PATHNAME', 'netrun_tenant_schema'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+-- 1 to 63 bytes of [a-z0-9_], not starting with a digit or pg_.
+CREATE FUNCTION netrun_pool.validate_schema_name(text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'netrun_validate_schema_name'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;

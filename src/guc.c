@@ -15,6 +15,7 @@
 #include "utils/guc.h"
 
 #include "netrun_pool.h"
+#include "tenant.h"
 
 /* netrun_pool.database: where the worker connects and the registry lives */
 char	   *netrun_database = NULL;
@@ -28,6 +29,41 @@ int			netrun_health_interval_ms = 10000;
 int			netrun_degraded_latency_ms = 100;
 int			netrun_unhealthy_after = 3;
 int			netrun_degraded_error_percent = 20;
+
+/* The tenant context (tenant.c) and RLS (sql/) */
+char	   *netrun_tenant_id = NULL;
+char	   *netrun_tenant_setting = NULL;
+int			netrun_tenant_id_format = TENANT_FORMAT_TEXT;
+int			netrun_tenant_mode = TENANT_MODE_OPEN;
+char	   *netrun_tenant_key_file = NULL;
+char	   *netrun_tenant_claim = NULL;
+char	   *netrun_tenant_column = NULL;
+int			netrun_enforce_rls = ENFORCE_RLS_OFF;
+char	   *netrun_tenant_schema_prefix = NULL;
+char	   *netrun_shared_schema = NULL;
+bool		netrun_tenant_search_path = false;
+char	   *netrun_default_tenant_connection = NULL;
+
+static const struct config_enum_entry tenant_format_options[] = {
+	{"text", TENANT_FORMAT_TEXT, false},
+	{"uuid", TENANT_FORMAT_UUID, false},
+	{"integer", TENANT_FORMAT_INTEGER, false},
+	{"slug", TENANT_FORMAT_SLUG, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry tenant_mode_options[] = {
+	{"open", TENANT_MODE_OPEN, false},
+	{"signed", TENANT_MODE_SIGNED, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry enforce_rls_options[] = {
+	{"off", ENFORCE_RLS_OFF, false},
+	{"warn", ENFORCE_RLS_WARN, false},
+	{"error", ENFORCE_RLS_ERROR, false},
+	{NULL, 0, false}
+};
 
 void
 netrun_define_gucs(void)
@@ -112,6 +148,122 @@ netrun_define_gucs(void)
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
+
+	/*
+	 * The tenant.  Every role may read it; only netrun_pool.set_tenant()
+	 * and its siblings may change it (the check hook refuses everyone
+	 * else, tenant.c).  The settings that shape it are for superusers.
+	 */
+	DefineCustomStringVariable("netrun_pool.tenant_id",
+							   "The current tenant; changed only by netrun_pool.set_tenant(), set_tenant_token() and clear_tenant().",
+							   NULL,
+							   &netrun_tenant_id,
+							   "",
+							   PGC_USERSET,
+							   GUC_NOT_IN_SAMPLE,
+							   tenant_id_check_hook, NULL, NULL);
+
+	DefineCustomStringVariable("netrun_pool.tenant_setting",
+							   "Setting that set_tenant() mirrors the tenant into, for policies written with current_setting().",
+							   "The mirror can be changed with SET; netrun_pool.current_tenant() cannot.",
+							   &netrun_tenant_setting,
+							   "app.current_tenant_id",
+							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("netrun_pool.tenant_id_format",
+							 "What a tenant id must look like: uuid, integer, slug or text.",
+							 NULL,
+							 &netrun_tenant_id_format,
+							 TENANT_FORMAT_TEXT,
+							 tenant_format_options,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("netrun_pool.tenant_mode",
+							 "open: set_tenant() sets the tenant; signed: non-superusers need a signed token.",
+							 NULL,
+							 &netrun_tenant_mode,
+							 TENANT_MODE_OPEN,
+							 tenant_mode_options,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("netrun_pool.tenant_key_file",
+							   "File holding the HS256 key that signs tenant tokens.",
+							   "At least 32 bytes, readable only by the server's user.",
+							   &netrun_tenant_key_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("netrun_pool.tenant_claim",
+							   "The claim of a tenant token that names the tenant.",
+							   NULL,
+							   &netrun_tenant_claim,
+							   "tenant_id",
+							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("netrun_pool.tenant_column",
+							   "The column that holds the tenant in multi-tenant tables (rls_audit, enable_tenant_rls, enforce_rls).",
+							   NULL,
+							   &netrun_tenant_column,
+							   "tenant_id",
+							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("netrun_pool.enforce_rls",
+							 "What CREATE or ALTER TABLE of a table with the tenant column but no row-level security does: off, warn or error.",
+							 NULL,
+							 &netrun_enforce_rls,
+							 ENFORCE_RLS_OFF,
+							 enforce_rls_options,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("netrun_pool.tenant_schema_prefix",
+							   "Prefix of the schema of each tenant (schema-per-tenant).",
+							   NULL,
+							   &netrun_tenant_schema_prefix,
+							   "tenant_",
+							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("netrun_pool.shared_schema",
+							   "Schema shared by all tenants, searched after the tenant's own.",
+							   NULL,
+							   &netrun_shared_schema,
+							   "shared",
+							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("netrun_pool.tenant_search_path",
+							 "Whether setting a tenant also sets search_path to its schema, the shared schema and public.",
+							 NULL,
+							 &netrun_tenant_search_path,
+							 false,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("netrun_pool.default_tenant_connection",
+							   "The connection tenant_connection() returns for a tenant with no route.",
+							   NULL,
+							   &netrun_default_tenant_connection,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved(NETRUN_POOL_NAME);
 }

@@ -15,6 +15,7 @@
 #include "miscadmin.h"
 
 #include "netrun_pool.h"
+#include "tenant.h"
 
 PG_MODULE_MAGIC;
 
@@ -34,6 +35,9 @@ _PG_init(void)
 
 	/* Statements may carry passwords, preloaded or not. */
 	netrun_redact_install_hook();
+
+	/* The tenant setting is guarded wherever the library is loaded. */
+	tenant_install_hooks();
 
 	/*
 	 * Loaded on demand (CREATE EXTENSION or a function call without

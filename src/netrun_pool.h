@@ -46,6 +46,34 @@ extern int	netrun_health_interval_ms;
 extern int	netrun_degraded_latency_ms;
 extern int	netrun_unhealthy_after;
 extern int	netrun_degraded_error_percent;
+extern char *netrun_tenant_id;
+extern char *netrun_tenant_setting;
+extern int	netrun_tenant_id_format;
+extern int	netrun_tenant_mode;
+extern char *netrun_tenant_key_file;
+extern char *netrun_tenant_claim;
+extern char *netrun_tenant_column;
+extern int	netrun_enforce_rls;
+extern char *netrun_tenant_schema_prefix;
+extern char *netrun_shared_schema;
+extern bool netrun_tenant_search_path;
+extern char *netrun_default_tenant_connection;
+
+/* netrun_pool.tenant_id_format, netrun_pool.tenant_mode, netrun_pool.enforce_rls */
+typedef enum TenantIdFormat
+{
+	TENANT_FORMAT_TEXT = 0,
+	TENANT_FORMAT_UUID,
+	TENANT_FORMAT_INTEGER,
+	TENANT_FORMAT_SLUG
+} TenantIdFormat;
+
+#define TENANT_MODE_OPEN	0
+#define TENANT_MODE_SIGNED	1
+
+#define ENFORCE_RLS_OFF		0
+#define ENFORCE_RLS_WARN	1
+#define ENFORCE_RLS_ERROR	2
 
 extern void netrun_define_gucs(void);
 
@@ -171,6 +199,8 @@ extern void netrun_set_state(NetrunWorkerState state);
 extern const char *netrun_state_name(NetrunWorkerState state);
 
 /* secret.c */
+#define NETRUN_KEY_FILE_MAX		4096	/* key files are shorter than this */
+extern int	netrun_read_key_file(const char *path, const char *what, char *buf);
 extern bool netrun_secret_key_configured(void);
 extern bytea *netrun_secret_encrypt(const char *plain, const char *name);
 extern char *netrun_secret_decrypt(const bytea *blob, const char *name);

@@ -32,7 +32,7 @@
 #define SECRET_TAG_LEN		16
 #define SECRET_KEY_LEN		32
 #define SECRET_MIN_FILE_LEN 32
-#define SECRET_MAX_FILE_LEN 4096
+#define SECRET_MAX_FILE_LEN NETRUN_KEY_FILE_MAX
 #define SECRET_HEADER_LEN	(1 + SECRET_NONCE_LEN)
 
 /* netrun_pool.secret_key_file */
@@ -45,17 +45,61 @@ netrun_secret_key_configured(void)
 }
 
 /*
- * Read the key file and derive the 32-byte key.  Errors name the file,
- * never its contents.
+ * Read a key file into buf (which must hold SECRET_MAX_FILE_LEN bytes):
+ * it must be readable only by the server's user and hold between
+ * SECRET_MIN_FILE_LEN and SECRET_MAX_FILE_LEN - 1 bytes.  Errors name the
+ * file ("what" says which: "secret key file", "tenant key file"), never
+ * its contents.  Returns the length.  Shared by the registry's secrets and
+ * the tenant tokens (tenant.c).
  */
+int
+netrun_read_key_file(const char *path, const char *what, char *buf)
+{
+	struct stat st;
+	int			fd;
+	ssize_t		len;
+
+	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open %s \"%s\": %m", what, path)));
+	if (fstat(fd, &st) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not stat %s \"%s\": %m", what, path)));
+	if (st.st_mode & (S_IRWXG | S_IRWXO))
+	{
+		CloseTransientFile(fd);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("%s \"%s\" is accessible by group or others", what, path),
+				 errhint("Run chmod 600 on it.")));
+	}
+	len = read(fd, buf, SECRET_MAX_FILE_LEN);
+	CloseTransientFile(fd);
+	if (len < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not read %s \"%s\": %m", what, path)));
+	if (len < SECRET_MIN_FILE_LEN || len >= SECRET_MAX_FILE_LEN)
+	{
+		explicit_bzero(buf, SECRET_MAX_FILE_LEN);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("%s \"%s\" must hold between %d and %d bytes",
+						what, path, SECRET_MIN_FILE_LEN, SECRET_MAX_FILE_LEN - 1),
+				 errhint("Create it with: openssl rand -hex 32 > FILE")));
+	}
+	return (int) len;
+}
+
+/* Read the secret key file and derive the 32-byte key. */
 static void
 secret_load_key(unsigned char *key)
 {
-	const char *path = netrun_secret_key_file;
-	struct stat st;
 	char		buf[SECRET_MAX_FILE_LEN];
-	int			fd;
-	ssize_t		len;
+	int			len;
 	unsigned int keylen = 0;
 	bool		ok;
 
@@ -64,39 +108,7 @@ secret_load_key(unsigned char *key)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("netrun_pool.secret_key_file is not set")));
 
-	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
-	if (fd < 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not open secret key file \"%s\": %m", path)));
-	if (fstat(fd, &st) != 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not stat secret key file \"%s\": %m", path)));
-	if (st.st_mode & (S_IRWXG | S_IRWXO))
-	{
-		CloseTransientFile(fd);
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("secret key file \"%s\" is accessible by group or others", path),
-				 errhint("Run chmod 600 on it.")));
-	}
-	len = read(fd, buf, sizeof(buf));
-	CloseTransientFile(fd);
-	if (len < 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not read secret key file \"%s\": %m", path)));
-	if (len < SECRET_MIN_FILE_LEN || len >= SECRET_MAX_FILE_LEN)
-	{
-		explicit_bzero(buf, sizeof(buf));
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("secret key file \"%s\" must hold between %d and %d bytes",
-						path, SECRET_MIN_FILE_LEN, SECRET_MAX_FILE_LEN - 1),
-				 errhint("Create it with: openssl rand -hex 32 > FILE")));
-	}
-
+	len = netrun_read_key_file(netrun_secret_key_file, "secret key file", buf);
 	ok = EVP_Digest(buf, len, key, &keylen, EVP_sha256(), NULL) == 1 &&
 		keylen == SECRET_KEY_LEN;
 	explicit_bzero(buf, sizeof(buf));

@@ -1,0 +1,559 @@
+/*-------------------------------------------------------------------------
+ *
+ * tenant.c
+ *	  The tenant context: the protected setting netrun_pool.tenant_id,
+ *	  the functions that alone may change it (set_tenant, set_tenant_token,
+ *	  clear_tenant), current_tenant(), signed tokens (compact JWS, HS256),
+ *	  the mirror setting for policies written with current_setting(), and
+ *	  the tenant's schema (tenant_schema, validate_schema_name, the
+ *	  search_path of schema-per-tenant).
+ *
+ * The guard: the setting's check hook refuses every change that does not
+ * come from our own functions (SET, SET LOCAL, set_config, ALTER ROLE or
+ * DATABASE ... SET, ALTER SYSTEM, PGOPTIONS, a function's SET clause);
+ * RESET and SET ... TO DEFAULT never reach a check hook, so a utility
+ * hook refuses them.  What may still clear it (never set it to another
+ * tenant): transaction end for is_local, RESET ALL, DISCARD ALL.
+ *
+ * It must never log a token or the key, and never leave the setting half
+ * changed: a tenant that fails validation changes nothing.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "access/parallel.h"
+#include "common/jsonapi.h"
+#include "fmgr.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "tcop/utility.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+
+#include "netrun_pool.h"
+#include "tenant.h"
+
+PG_FUNCTION_INFO_V1(netrun_set_tenant);
+PG_FUNCTION_INFO_V1(netrun_set_tenant_token);
+PG_FUNCTION_INFO_V1(netrun_clear_tenant);
+PG_FUNCTION_INFO_V1(netrun_current_tenant);
+PG_FUNCTION_INFO_V1(netrun_tenant_schema);
+PG_FUNCTION_INFO_V1(netrun_validate_schema_name);
+
+#define TENANT_GUC			"netrun_pool.tenant_id"
+#define TENANT_MAX_LEN		255
+
+/* > 0 while one of our functions changes the setting */
+static int	tenant_guard_depth = 0;
+
+static ProcessUtility_hook_type prev_process_utility = NULL;
+
+/* ---------------------------------------------------------------------
+ * The guard
+ * ---------------------------------------------------------------------
+ */
+
+bool
+tenant_id_check_hook(char **newval, void **extra, GucSource source)
+{
+	/* the boot value, our own functions, a parallel worker copying its leader */
+	if (source == PGC_S_DEFAULT || tenant_guard_depth > 0 ||
+		InitializingParallelWorker)
+		return true;
+	GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
+	GUC_check_errmsg("netrun_pool.tenant_id can only be changed by netrun_pool.set_tenant()");
+	GUC_check_errhint("Call netrun_pool.set_tenant(), netrun_pool.set_tenant_token() or netrun_pool.clear_tenant().");
+	return false;
+}
+
+/* RESET and SET ... TO DEFAULT bypass check hooks: refuse them here. */
+static void
+tenant_process_utility(PlannedStmt *pstmt, const char *queryString,
+					   bool readOnlyTree, ProcessUtilityContext context,
+					   ParamListInfo params, QueryEnvironment *queryEnv,
+					   DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *node = pstmt->utilityStmt;
+
+	if (IsA(node, VariableSetStmt))
+	{
+		VariableSetStmt *stmt = (VariableSetStmt *) node;
+
+		if ((stmt->kind == VAR_RESET || stmt->kind == VAR_SET_DEFAULT) &&
+			stmt->name && pg_strcasecmp(stmt->name, TENANT_GUC) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("netrun_pool.tenant_id can only be changed by netrun_pool.set_tenant()"),
+					 errhint("Call netrun_pool.clear_tenant() to clear it.")));
+	}
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context,
+							 params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+}
+
+void
+tenant_install_hooks(void)
+{
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = tenant_process_utility;
+}
+
+/* ---------------------------------------------------------------------
+ * Tenant ids and schema names
+ * ---------------------------------------------------------------------
+ */
+
+static const char *
+tenant_format_name(void)
+{
+	switch (netrun_tenant_id_format)
+	{
+		case TENANT_FORMAT_UUID:
+			return "uuid";
+		case TENANT_FORMAT_INTEGER:
+			return "integer";
+		case TENANT_FORMAT_SLUG:
+			return "slug";
+		default:
+			return "text";
+	}
+}
+
+/*
+ * The tenant id in its canonical form, or an error (22P02) naming the
+ * format.  uuid: 8-4-4-4-12 hex digits, lower-cased; integer: 1 to 18
+ * digits; slug: a lowercase letter or digit, then letters, digits, '_' or
+ * '-', at most 63; text: 1 to 255 bytes without control characters.
+ */
+static char *
+tenant_normalize(const char *in)
+{
+	int			len = strlen(in);
+	bool		ok = len > 0 && len <= TENANT_MAX_LEN;
+	char	   *out = pstrdup(in);
+
+	switch (netrun_tenant_id_format)
+	{
+		case TENANT_FORMAT_UUID:
+			ok = len == 36;
+			for (int i = 0; ok && i < len; i++)
+			{
+				if (i == 8 || i == 13 || i == 18 || i == 23)
+					ok = in[i] == '-';
+				else
+					ok = isxdigit((unsigned char) in[i]);
+				out[i] = pg_tolower((unsigned char) in[i]);
+			}
+			break;
+		case TENANT_FORMAT_INTEGER:
+			ok = len >= 1 && len <= 18;
+			for (int i = 0; ok && i < len; i++)
+				ok = isdigit((unsigned char) in[i]);
+			break;
+		case TENANT_FORMAT_SLUG:
+			ok = len >= 1 && len <= 63 &&
+				(islower((unsigned char) in[0]) || isdigit((unsigned char) in[0]));
+			for (int i = 1; ok && i < len; i++)
+				ok = islower((unsigned char) in[i]) || isdigit((unsigned char) in[i]) ||
+					in[i] == '_' || in[i] == '-';
+			break;
+		default:
+			for (int i = 0; ok && i < len; i++)
+				ok = !iscntrl((unsigned char) in[i]);
+			break;
+	}
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid tenant id for netrun_pool.tenant_id_format \"%s\"",
+						tenant_format_name()),
+				 errdetail("%s",
+						   netrun_tenant_id_format == TENANT_FORMAT_UUID ?
+						   "A tenant id is a UUID such as 6f1c1f4e-8a1b-4c2d-9e3f-0a1b2c3d4e5f." :
+						   netrun_tenant_id_format == TENANT_FORMAT_INTEGER ?
+						   "A tenant id is 1 to 18 digits." :
+						   netrun_tenant_id_format == TENANT_FORMAT_SLUG ?
+						   "A tenant id is 1 to 63 lowercase letters, digits, '_' or '-', starting with a letter or digit." :
+						   "A tenant id is 1 to 255 bytes without control characters.")));
+	return out;
+}
+
+/*
+ * Is this a name a schema may have without quoting tricks: 1 to 63 bytes
+ * of lowercase letters, digits and '_', not starting with a digit, and not
+ * a name PostgreSQL keeps for itself (pg_*).
+ */
+static bool
+schema_name_is_valid(const char *name)
+{
+	int			len = strlen(name);
+
+	if (len < 1 || len > NAMEDATALEN - 1)
+		return false;
+	if (!(islower((unsigned char) name[0]) || name[0] == '_'))
+		return false;
+	for (int i = 1; i < len; i++)
+		if (!(islower((unsigned char) name[i]) || isdigit((unsigned char) name[i]) ||
+			  name[i] == '_'))
+			return false;
+	return strncmp(name, "pg_", 3) != 0;
+}
+
+/* prefix || slug(tenant): '-' becomes '_', letters lower-cased. */
+static char *
+tenant_schema_for(const char *tenant)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, netrun_tenant_schema_prefix);
+	for (const char *p = tenant; *p; p++)
+		appendStringInfoChar(&buf, *p == '-' ? '_' : pg_tolower((unsigned char) *p));
+	if (!schema_name_is_valid(buf.data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("tenant \"%s\" has no valid schema name", tenant),
+				 errdetail("netrun_pool.tenant_schema_prefix followed by the tenant must be 1 to 63 lowercase letters, digits or underscores, not starting with a digit or pg_.")));
+	return buf.data;
+}
+
+/* The search_path of a tenant: its schema, the shared schema, public. */
+static char *
+tenant_search_path_for(const char *tenant)
+{
+	if (tenant == NULL || tenant[0] == '\0')
+		return psprintf("%s, public", quote_identifier(netrun_shared_schema));
+	return psprintf("%s, %s, public",
+					quote_identifier(tenant_schema_for(tenant)),
+					quote_identifier(netrun_shared_schema));
+}
+
+/* ---------------------------------------------------------------------
+ * Changing the tenant
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Set (or with "" clear) the tenant, its mirror and, in schema mode, the
+ * search_path, with the scope of set_config(..., is_local).  Everything
+ * that can fail on the value is checked before anything changes.
+ */
+static void
+tenant_apply(const char *tenant, bool is_local)
+{
+	GucAction	action = is_local ? GUC_ACTION_LOCAL : GUC_ACTION_SET;
+	char	   *search_path = netrun_tenant_search_path ?
+		tenant_search_path_for(tenant) : NULL;
+
+	tenant_guard_depth++;
+	PG_TRY();
+	{
+		(void) set_config_option(TENANT_GUC, tenant, PGC_USERSET, PGC_S_SESSION,
+								 action, true, ERROR, false);
+		if (netrun_tenant_setting && netrun_tenant_setting[0])
+			(void) set_config_option(netrun_tenant_setting, tenant, PGC_USERSET,
+									 PGC_S_SESSION, action, true, ERROR, false);
+		if (search_path)
+			(void) set_config_option("search_path", search_path, PGC_USERSET,
+									 PGC_S_SESSION, action, true, ERROR, false);
+	}
+	PG_FINALLY();
+	{
+		tenant_guard_depth--;
+	}
+	PG_END_TRY();
+}
+
+static bool
+arg_is_local(FunctionCallInfo fcinfo, int n)
+{
+	return PG_NARGS() > n && !PG_ARGISNULL(n) && PG_GETARG_BOOL(n);
+}
+
+Datum
+netrun_set_tenant(PG_FUNCTION_ARGS)
+{
+	char	   *tenant;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("tenant must not be null"),
+				 errhint("Call netrun_pool.clear_tenant() to clear it.")));
+	if (netrun_tenant_mode == TENANT_MODE_SIGNED && !superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("netrun_pool.tenant_mode is \"signed\": only set_tenant_token() may set the tenant"),
+				 errhint("Pass a token signed with the key in netrun_pool.tenant_key_file.")));
+	tenant = tenant_normalize(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	tenant_apply(tenant, arg_is_local(fcinfo, 1));
+	PG_RETURN_TEXT_P(cstring_to_text(tenant));
+}
+
+Datum
+netrun_clear_tenant(PG_FUNCTION_ARGS)
+{
+	tenant_apply("", false);
+	PG_RETURN_VOID();
+}
+
+/* NULL when no tenant is set, so a policy on it matches nothing. */
+Datum
+netrun_current_tenant(PG_FUNCTION_ARGS)
+{
+	if (netrun_tenant_id == NULL || netrun_tenant_id[0] == '\0')
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(netrun_tenant_id));
+}
+
+const char *
+tenant_current(void)
+{
+	if (netrun_tenant_id == NULL || netrun_tenant_id[0] == '\0')
+		return NULL;
+	return netrun_tenant_id;
+}
+
+char *
+tenant_remote_search_path(void)
+{
+	if (!netrun_tenant_search_path || tenant_current() == NULL)
+		return NULL;
+	return tenant_search_path_for(tenant_current());
+}
+
+Datum
+netrun_tenant_schema(PG_FUNCTION_ARGS)
+{
+	const char *tenant;
+
+	if (PG_ARGISNULL(0))
+	{
+		tenant = tenant_current();
+		if (tenant == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("no tenant is set"),
+					 errhint("Call netrun_pool.set_tenant() first, or pass the tenant.")));
+	}
+	else
+		tenant = tenant_normalize(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	PG_RETURN_DATUM(DirectFunctionCall1(namein,
+										CStringGetDatum(tenant_schema_for(tenant))));
+}
+
+Datum
+netrun_validate_schema_name(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(schema_name_is_valid(text_to_cstring(PG_GETARG_TEXT_PP(0))));
+}
+
+/* ---------------------------------------------------------------------
+ * Signed tokens: compact JWS, HS256 only
+ * ---------------------------------------------------------------------
+ */
+
+static void
+token_invalid(const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+			 errmsg("invalid tenant token"),
+			 errdetail("%s", detail)));
+}
+
+/* base64url without padding; NULL if it is not. */
+static char *
+base64url_decode(const char *in, int inlen, int *outlen)
+{
+	char	   *out = palloc(inlen * 3 / 4 + 3);
+	uint32		acc = 0;
+	int			bits = 0;
+	int			n = 0;
+
+	for (int i = 0; i < inlen; i++)
+	{
+		int			c = (unsigned char) in[i];
+		int			v;
+
+		if (c >= 'A' && c <= 'Z')
+			v = c - 'A';
+		else if (c >= 'a' && c <= 'z')
+			v = c - 'a' + 26;
+		else if (c >= '0' && c <= '9')
+			v = c - '0' + 52;
+		else if (c == '-')
+			v = 62;
+		else if (c == '_')
+			v = 63;
+		else
+			return NULL;
+		acc = (acc << 6) | v;
+		bits += 6;
+		if (bits >= 8)
+		{
+			bits -= 8;
+			out[n++] = (char) ((acc >> bits) & 0xFF);
+		}
+	}
+	if (bits >= 6)				/* a dangling sextet is not base64 */
+		return NULL;
+	out[n] = '\0';
+	*outlen = n;
+	return out;
+}
+
+/* A JSON object as jsonb, or NULL if it is not valid JSON or not an object. */
+static Jsonb *
+token_json(const char *json, int len)
+{
+	JsonLexContext *lex;
+	Jsonb	   *jb;
+
+	if ((int) strlen(json) != len)
+		return NULL;			/* a NUL inside */
+	lex = makeJsonLexContextCstringLen((char *) json, len, GetDatabaseEncoding(), true);
+	if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
+		return NULL;
+	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
+	if (!JB_ROOT_IS_OBJECT(jb))
+		return NULL;
+	return jb;
+}
+
+static JsonbValue *
+token_claim(Jsonb *jb, const char *key, JsonbValue *v)
+{
+	return getKeyJsonValueFromContainer(&jb->root, key, strlen(key), v);
+}
+
+/* A numeric date claim in seconds; false if absent, error if not a number. */
+static bool
+token_time_claim(Jsonb *jb, const char *key, double *out)
+{
+	JsonbValue	v;
+
+	if (token_claim(jb, key, &v) == NULL)
+		return false;
+	if (v.type != jbvNumeric)
+		token_invalid(psprintf("Its \"%s\" claim is not a number.", key));
+	*out = DatumGetFloat8(DirectFunctionCall1(numeric_float8,
+											  NumericGetDatum(v.val.numeric)));
+	return true;
+}
+
+static char *
+token_time_text(double epoch)
+{
+	return pstrdup(timestamptz_to_str(
+									  (TimestampTz) ((epoch - ((POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY)) * USECS_PER_SEC)));
+}
+
+/*
+ * The tenant a token names, after every check: three base64url parts; a
+ * header whose alg is exactly HS256; an HMAC-SHA256 signature under the
+ * key file's contents (trailing whitespace dropped), compared in constant
+ * time; an "exp" in the future and an "nbf", if any, in the past.
+ */
+static char *
+token_verify(const char *token)
+{
+	const char *dot1 = strchr(token, '.');
+	const char *dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
+	char	   *header;
+	char	   *payload;
+	char	   *sig;
+	int			hlen,
+				plen,
+				slen;
+	Jsonb	   *hjson;
+	Jsonb	   *pjson;
+	JsonbValue	v;
+	char		key[NETRUN_KEY_FILE_MAX];
+	int			keylen;
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned int maclen = 0;
+	bool		mac_ok;
+	double		now;
+	double		when;
+
+	if (dot1 == NULL || dot2 == NULL || strchr(dot2 + 1, '.') != NULL)
+		token_invalid("A token has three base64url parts separated by dots.");
+	header = base64url_decode(token, dot1 - token, &hlen);
+	payload = base64url_decode(dot1 + 1, dot2 - dot1 - 1, &plen);
+	sig = base64url_decode(dot2 + 1, strlen(dot2 + 1), &slen);
+	if (header == NULL || payload == NULL || sig == NULL)
+		token_invalid("A token has three base64url parts separated by dots.");
+	hjson = token_json(header, hlen);
+	pjson = token_json(payload, plen);
+	if (hjson == NULL || pjson == NULL)
+		token_invalid("Its header and payload must be JSON objects.");
+
+	if (token_claim(hjson, "alg", &v) == NULL || v.type != jbvString)
+		token_invalid("Its header has no \"alg\".");
+	if (v.val.string.len != 5 || memcmp(v.val.string.val, "HS256", 5) != 0)
+		token_invalid(psprintf("Its algorithm is \"%.*s\"; only HS256 is accepted.",
+							   Min(v.val.string.len, 32), v.val.string.val));
+
+	if (netrun_tenant_key_file == NULL || netrun_tenant_key_file[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("netrun_pool.tenant_key_file is not set"),
+				 errhint("A superuser sets it to a file of at least 32 random bytes, readable only by the server's user.")));
+	keylen = netrun_read_key_file(netrun_tenant_key_file, "tenant key file", key);
+	while (keylen > 0 && isspace((unsigned char) key[keylen - 1]))
+		keylen--;
+	mac_ok = HMAC(EVP_sha256(), key, keylen, (const unsigned char *) token,
+				  dot2 - token, mac, &maclen) != NULL;
+	explicit_bzero(key, sizeof(key));
+	if (!mac_ok)
+		elog(ERROR, "could not compute HMAC-SHA256");
+	if (slen != (int) maclen || CRYPTO_memcmp(mac, sig, maclen) != 0)
+		token_invalid("Its signature does not match.");
+
+	now = (double) (GetCurrentTimestamp() / USECS_PER_SEC) +
+		(POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
+	if (!token_time_claim(pjson, "exp", &when))
+		token_invalid("It has no \"exp\" claim.");
+	if (now >= when)
+		token_invalid(psprintf("It expired at %s.", token_time_text(when)));
+	if (token_time_claim(pjson, "nbf", &when) && now < when)
+		token_invalid(psprintf("It is not valid before %s.", token_time_text(when)));
+
+	if (token_claim(pjson, netrun_tenant_claim, &v) == NULL)
+		token_invalid(psprintf("It has no \"%s\" claim.", netrun_tenant_claim));
+	if (v.type == jbvString)
+		return pnstrdup(v.val.string.val, v.val.string.len);
+	if (v.type == jbvNumeric)
+		return DatumGetCString(DirectFunctionCall1(numeric_out,
+												   NumericGetDatum(v.val.numeric)));
+	token_invalid(psprintf("Its \"%s\" claim is neither a string nor a number.",
+						   netrun_tenant_claim));
+	return NULL;				/* keep compiler quiet */
+}
+
+Datum
+netrun_set_tenant_token(PG_FUNCTION_ARGS)
+{
+	char	   *tenant;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("token must not be null")));
+	tenant = tenant_normalize(token_verify(text_to_cstring(PG_GETARG_TEXT_PP(0))));
+	tenant_apply(tenant, arg_is_local(fcinfo, 1));
+	PG_RETURN_TEXT_P(cstring_to_text(tenant));
+}
