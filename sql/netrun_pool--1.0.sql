@@ -57,7 +57,8 @@ CREATE TABLE netrun_pool.registry (
     enabled              boolean NOT NULL,
     created_at           timestamptz NOT NULL DEFAULT now(),
     updated_at           timestamptz NOT NULL DEFAULT now(),
-    max_replica_lag_ms   integer NOT NULL DEFAULT 0  -- 0: no limit
+    max_replica_lag_ms   integer NOT NULL DEFAULT 0,  -- 0: no limit
+    tenant_setting       text NOT NULL DEFAULT 'app.current_tenant_id'
 );
 
 CREATE TABLE netrun_pool.usage_grants (
@@ -143,6 +144,12 @@ BEGIN
                 WHERE g.cluster = r.name AND g.name <> r.name) THEN
         RAISE EXCEPTION 'netrun_pool connection name "%" is already the name of a cluster', r.name
             USING ERRCODE = 'duplicate_object';
+    END IF;
+    -- The remote setting that carries the tenant: a custom setting name.
+    IF r.tenant_setting !~ '^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_.]*$' OR octet_length(r.tenant_setting) > 127 THEN
+        RAISE EXCEPTION 'invalid tenant_setting "%" for netrun_pool connection "%"', r.tenant_setting, r.name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use a custom setting name such as app.current_tenant_id.';
     END IF;
     IF octet_length(r.region) > 63 THEN
         RAISE EXCEPTION 'region must be at most 63 bytes'
@@ -295,7 +302,8 @@ CREATE FUNCTION netrun_pool.register(
     recycle_s integer DEFAULT 3600,
     password_required boolean DEFAULT true,
     enabled boolean DEFAULT true,
-    max_replica_lag_ms integer DEFAULT 0)
+    max_replica_lag_ms integer DEFAULT 0,
+    tenant_setting text DEFAULT 'app.current_tenant_id')
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -320,7 +328,7 @@ BEGIN
              pool_min, pool_max, max_overflow, pool_mode,
              acquire_timeout_ms, connect_timeout_ms, statement_timeout_ms,
              idle_timeout_s, recycle_s, password_required, enabled,
-             now(), now(), max_replica_lag_ms);
+             now(), now(), max_replica_lag_ms, tenant_setting);
     PERFORM netrun_pool._check_registry_row(r);
     INSERT INTO netrun_pool.registry SELECT r.*;
 END
@@ -340,7 +348,8 @@ CREATE FUNCTION netrun_pool.configure(
     recycle_s integer DEFAULT NULL,
     password_required boolean DEFAULT NULL,
     enabled boolean DEFAULT NULL,
-    max_replica_lag_ms integer DEFAULT NULL)
+    max_replica_lag_ms integer DEFAULT NULL,
+    tenant_setting text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -375,6 +384,7 @@ BEGIN
     r.password_required    := coalesce(password_required, r.password_required);
     r.enabled              := coalesce(enabled, r.enabled);
     r.max_replica_lag_ms   := coalesce(max_replica_lag_ms, r.max_replica_lag_ms);
+    r.tenant_setting       := coalesce(tenant_setting, r.tenant_setting);
     r.updated_at           := now();
     PERFORM netrun_pool._check_registry_row(r);
     UPDATE netrun_pool.registry g SET
@@ -386,7 +396,8 @@ BEGIN
         statement_timeout_ms = r.statement_timeout_ms,
         idle_timeout_s = r.idle_timeout_s, recycle_s = r.recycle_s,
         password_required = r.password_required, enabled = r.enabled,
-        max_replica_lag_ms = r.max_replica_lag_ms, updated_at = r.updated_at
+        max_replica_lag_ms = r.max_replica_lag_ms, tenant_setting = r.tenant_setting,
+        updated_at = r.updated_at
      WHERE g.name = r.name;
 END
 $$;
@@ -478,7 +489,7 @@ SELECT r.name, r.kind, r.role, r.cluster, r.region,
        r.pool_min, r.pool_max, r.max_overflow, r.pool_mode,
        r.acquire_timeout_ms, r.connect_timeout_ms, r.statement_timeout_ms,
        r.idle_timeout_s, r.recycle_s, r.password_required, r.enabled,
-       r.max_replica_lag_ms, r.created_at, r.updated_at
+       r.max_replica_lag_ms, r.tenant_setting, r.created_at, r.updated_at
   FROM netrun_pool.registry r
  WHERE coalesce((SELECT a.rolsuper FROM pg_authid a WHERE a.rolname = current_user), false)
     OR pg_has_role('pg_read_all_settings', 'USAGE')
@@ -498,9 +509,9 @@ LANGUAGE C STRICT VOLATILE;
 REVOKE ALL ON FUNCTION
     netrun_pool.check_secrets(),
     netrun_pool.register(text, text, text, text, text, text, integer, integer,
-        integer, text, integer, integer, integer, integer, integer, boolean, boolean, integer),
+        integer, text, integer, integer, integer, integer, integer, boolean, boolean, integer, text),
     netrun_pool.configure(text, text, text, text, text, text, integer, integer,
-        integer, text, integer, integer, integer, integer, integer, boolean, boolean, integer),
+        integer, text, integer, integer, integer, integer, integer, boolean, boolean, integer, text),
     netrun_pool.unregister(text, boolean),
     netrun_pool.grant_usage(text, regrole),
     netrun_pool.revoke_usage(text, regrole),

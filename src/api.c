@@ -37,6 +37,7 @@
 #include "netrun_pool.h"
 #include "channel.h"
 #include "route.h"
+#include "tenant.h"
 
 PG_FUNCTION_INFO_V1(netrun_query);
 PG_FUNCTION_INFO_V1(netrun_query_json);
@@ -395,6 +396,30 @@ api_build_request(const char *name, ChannelCallKind kind, bool read_only,
 
 			msg_put_int32(request_buf, len);
 			appendBinaryStringInfo(request_buf, data, len);
+		}
+	}
+
+	/*
+	 * The tenant travels with every call (the worker sets it on the remote
+	 * for this call only), and in schema mode its search_path.
+	 */
+	{
+		const char *strs[2];
+
+		strs[0] = tenant_current();
+		strs[1] = strs[0] ? tenant_remote_search_path() : NULL;
+		for (int i = 0; i < 2; i++)
+		{
+			if (strs[i] == NULL)
+				msg_put_int32(request_buf, -1);
+			else
+			{
+				int			len = strlen(strs[i]);
+				const char *data = to_remote(strs[i], &len);
+
+				msg_put_int32(request_buf, len);
+				appendBinaryStringInfo(request_buf, data, len);
+			}
 		}
 	}
 	return request_buf;

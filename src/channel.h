@@ -59,9 +59,10 @@ typedef enum ChannelCallKind
 #define REQ_SUPERUSER		0x02	/* caller is a superuser */
 
 /*
- * The fixed head of a request; sql and params follow:
+ * The fixed head of a request; sql, params and the tenant follow:
  *	  int32 sql_len, sql bytes, int32 nparams, per param int32 len (-1 =
- *	  NULL) and bytes.
+ *	  NULL) and bytes, then the caller's tenant and its search_path (schema
+ *	  mode), each int32 len (-1 = none) and bytes.
  */
 typedef struct ChannelRequestHead
 {

@@ -115,6 +115,7 @@ typedef struct NetrunPoolSlot
 	int32		idle_timeout_s;
 	int32		recycle_s;
 	int32		max_replica_lag_ms;	/* 0: no limit */
+	char		tenant_setting[128];	/* the remote setting carrying the tenant */
 	int32		stats_index;	/* into NetrunShared.stats, or -1 */
 	int32		ngrantees;
 	Oid			grantees[NETRUN_MAX_GRANTEES];

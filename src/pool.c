@@ -88,6 +88,7 @@ typedef struct RemoteConn
 	int			pinned_to;		/* channel index, or -1 */
 	bool		pin_txn;
 	bool		pin_session;
+	bool		tenant_dirty;	/* a tenant is set in its open transaction */
 
 	/* SQL still to run, one query at a time, in SETUP and RESETTING */
 	const char *housekeeping[MAX_HOUSEKEEPING];
@@ -117,7 +118,8 @@ typedef struct Pool
 typedef enum RequestStep
 {
 	STEP_WAITING,				/* for a connection */
-	STEP_BEGIN,					/* BEGIN READ ONLY sent */
+	STEP_BEGIN,					/* BEGIN (READ ONLY) sent */
+	STEP_TENANT,				/* the tenant's set_config sent */
 	STEP_MAIN,					/* the caller's statement sent */
 	STEP_END,					/* COMMIT or ROLLBACK sent */
 	STEP_DELIVERING				/* remote work over; last message pending */
@@ -151,6 +153,9 @@ typedef struct Request
 	int			next_statement; /* CALL_TRANSACTION: index into params */
 	StringInfoData tags;		/* CALL_TRANSACTION: one tag per line */
 	char		pool_name[NAMEDATALEN];
+	char	   *tenant;			/* the caller's tenant, or NULL */
+	char	   *search_path;	/* schema mode: the tenant's search_path */
+	bool		own_txn;		/* we opened a transaction for this call */
 
 	/* for the pool's counters (stats.h) */
 	int			stats_index;	/* counted in "outstanding", or -1 */
@@ -181,6 +186,10 @@ static void request_fail(Request *req, const char *sqlstate,
 static void conn_release(RemoteConn *rc);
 static void channel_release_pins(int channel);
 static void request_next_statement(Request *req);
+static void request_after_setup(Request *req);
+static bool request_needs_tenant(Request *req);
+static bool request_tenant_session_wide(Request *req);
+static void request_send_tenant(Request *req);
 static void conn_housekeep(RemoteConn *rc, ConnState state);
 static void pool_dispatch(Pool *pool);
 
@@ -910,6 +919,7 @@ request_send(Request *req, const char *sql, SendMode mode)
 			req->retried = true;
 			req->rc = NULL;
 			req->started_at = 0;
+			req->own_txn = false;
 			rc->req = NULL;
 			conn_close(rc);
 			req->step = STEP_WAITING;
@@ -1017,23 +1027,112 @@ request_start(Request *req, RemoteConn *rc)
 			/* inside begin() the statements join the open transaction */
 			if (rc->pin_txn)
 			{
-				request_next_statement(req);
+				request_after_setup(req);
 				return;
 			}
+			req->own_txn = true;
 			req->step = STEP_BEGIN;
 			request_send(req, "BEGIN", SEND_SIMPLE);
 			return;
 		default:
-			if ((req->flags & REQ_READ_ONLY) && !rc->pin_txn)
+			/*
+			 * A read-only call, or a call that carries a tenant in
+			 * transaction mode, runs in a transaction of its own: the
+			 * tenant is set LOCAL there, so it ends with the call.
+			 */
+			if (!rc->pin_txn &&
+				((req->flags & REQ_READ_ONLY) ||
+				 (request_needs_tenant(req) && !request_tenant_session_wide(req) &&
+				  PQtransactionStatus(rc->conn) == PQTRANS_IDLE)))
 			{
+				req->own_txn = true;
 				req->step = STEP_BEGIN;
-				request_send(req, "BEGIN READ ONLY", SEND_SIMPLE);
+				request_send(req, (req->flags & REQ_READ_ONLY) ? "BEGIN READ ONLY" : "BEGIN",
+							 SEND_SIMPLE);
 				return;
 			}
-			req->step = STEP_MAIN;
-			request_send(req, req->sql, SEND_WITH_PARAMS);
+			request_after_setup(req);
 			return;
 	}
+}
+
+/*
+ * Does this call need the remote's tenant setting changed: it carries a
+ * tenant, or its connection still holds another call's tenant in an open
+ * transaction (begin() or a session's own), which must not see this one.
+ */
+static bool
+request_needs_tenant(Request *req)
+{
+	return req->tenant != NULL || req->rc->tenant_dirty;
+}
+
+/*
+ * In session mode the connection is this backend's alone until release(),
+ * so the tenant is set for the session (DISCARD ALL clears it at release);
+ * otherwise it is set LOCAL, in the call's or begin()'s transaction.
+ */
+static bool
+request_tenant_session_wide(Request *req)
+{
+	return req->rc->pin_session ||
+		req->pool->settings.pool_mode == NETRUN_POOL_MODE_SESSION;
+}
+
+/* Set the remote's tenant setting (and search_path) for this call. */
+static void
+request_send_tenant(Request *req)
+{
+	RemoteConn *rc = req->rc;
+	const char *values[4];
+	int			n = 3;
+	const char *sql;
+
+	values[0] = rc->pool->settings.tenant_setting;
+	values[1] = req->tenant ? req->tenant : "";
+	values[2] = request_tenant_session_wide(req) ? "false" : "true";
+	if (req->search_path)
+	{
+		values[n++] = req->search_path;
+		sql = "SELECT pg_catalog.set_config($1, $2, $3::boolean), "
+			"pg_catalog.set_config('search_path', $4, $3::boolean)";
+	}
+	else
+		sql = "SELECT pg_catalog.set_config($1, $2, $3::boolean)";
+	rc->tenant_dirty = req->tenant != NULL && !request_tenant_session_wide(req) &&
+		!req->own_txn;
+	req->step = STEP_TENANT;
+	if (!PQsendQueryParams(rc->conn, sql, n, NULL, values, NULL, NULL, 0))
+	{
+		rc->retire = true;
+		request_fail(req, "08006",
+					 psprintf("could not send a query to netrun_pool connection \"%s\"",
+							  req->pool_name),
+					 conn_error_message(rc->conn), NULL);
+		return;
+	}
+	rc->want_write = PQflush(rc->conn) == 1;
+}
+
+/*
+ * The connection is ready for the call's own work (its transaction open
+ * if it needs one): set the tenant if needed, then run the statement(s).
+ */
+static void
+request_after_setup(Request *req)
+{
+	if (req->step != STEP_TENANT && request_needs_tenant(req))
+	{
+		request_send_tenant(req);
+		return;
+	}
+	if (req->kind == CALL_TRANSACTION)
+	{
+		request_next_statement(req);
+		return;
+	}
+	req->step = STEP_MAIN;
+	request_send(req, req->sql, SEND_WITH_PARAMS);
 }
 
 /* exec_transaction: send the next statement, or COMMIT after the last. */
@@ -1069,13 +1168,21 @@ request_step_done(Request *req)
 				request_conclude(req);
 				return;
 			}
-			if (req->kind == CALL_TRANSACTION)
+			request_after_setup(req);
+			return;
+		case STEP_TENANT:
+			if (req->failed)
 			{
-				request_next_statement(req);
+				if (req->own_txn)
+				{
+					req->step = STEP_END;
+					request_send(req, "ROLLBACK", SEND_SIMPLE);
+				}
+				else
+					request_conclude(req);
 				return;
 			}
-			req->step = STEP_MAIN;
-			request_send(req, req->sql, SEND_WITH_PARAMS);
+			request_after_setup(req);
 			return;
 		case STEP_MAIN:
 			if (req->kind == CALL_BEGIN)
@@ -1114,7 +1221,7 @@ request_step_done(Request *req)
 				request_send(req, "ROLLBACK", SEND_SIMPLE);
 				return;
 			}
-			if (req->flags & REQ_READ_ONLY)
+			if (req->own_txn)
 			{
 				req->step = STEP_END;
 				request_send(req, req->failed ? "ROLLBACK" : "COMMIT", SEND_SIMPLE);
@@ -1130,6 +1237,7 @@ request_step_done(Request *req)
 				RemoteConn *rc = req->rc;
 
 				rc->pin_txn = false;
+				rc->tenant_dirty = false;	/* LOCAL settings ended with it */
 				if (!rc->pin_session)
 					rc->pinned_to = -1;
 				/* COMMIT of an aborted transaction answers ROLLBACK */
@@ -1417,6 +1525,7 @@ conn_release(RemoteConn *rc)
 		return;
 	}
 	/* In transaction mode the remote transaction never outlives the call. */
+	rc->tenant_dirty = false;	/* its LOCAL tenant ends with it */
 	if (PQtransactionStatus(rc->conn) != PQTRANS_IDLE)
 	{
 		rc->housekeeping[0] = "ROLLBACK";
@@ -1695,6 +1804,36 @@ request_parse(int channel, const char *data, Size len)
 		p += plen;
 	}
 
+	/* the caller's tenant and, in schema mode, its search_path */
+	for (int i = 0; i < 2; i++)
+	{
+		int32		slen;
+		char	   *str = NULL;
+
+		if (p + sizeof(int32) > end)
+		{
+			MemoryContextDelete(cxt);
+			return NULL;
+		}
+		slen = msg_get_int32(&p);
+		if (slen >= 0)
+		{
+			if (p + slen > end)
+			{
+				MemoryContextDelete(cxt);
+				return NULL;
+			}
+			str = MemoryContextAlloc(cxt, slen + 1);
+			memcpy(str, p, slen);
+			str[slen] = '\0';
+			p += slen;
+		}
+		if (i == 0)
+			req->tenant = str;
+		else
+			req->search_path = str;
+	}
+
 	strlcpy(req->pool_name, head.pool, NAMEDATALEN);
 	req->pool = pool_lookup(req->pool_name);
 	/* the end of a begin() finds its pinned connection even if unregistered */
@@ -1865,6 +2004,7 @@ request_accept(int channel, Request *req)
 			/* back to the pool, reset: ROLLBACK, DISCARD ALL, our settings */
 			pinned->pin_session = false;
 			pinned->pinned_to = -1;
+			pinned->tenant_dirty = false;	/* DISCARD ALL clears the tenant */
 			pinned->nhousekeeping = 0;
 			if (PQtransactionStatus(pinned->conn) != PQTRANS_IDLE)
 				pinned->housekeeping[pinned->nhousekeeping++] = "ROLLBACK";

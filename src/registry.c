@@ -181,7 +181,7 @@ netrun_registry_load(void)
 					  "r.password_required, r.enabled, "
 					  "ARRAY(SELECT u.grantee::oid FROM netrun_pool.usage_grants u "
 					  "      WHERE u.name = r.name ORDER BY 1), "
-					  "r.conninfo, r.secret, r.max_replica_lag_ms "
+					  "r.conninfo, r.secret, r.max_replica_lag_ms, r.tenant_setting "
 					  "FROM netrun_pool.registry r ORDER BY r.name",
 					  true, 0);
 	if (ret != SPI_OK_SELECT)
@@ -233,6 +233,7 @@ netrun_registry_load(void)
 		s->password_required = GETBOOL(14);
 		s->enabled = GETBOOL(15);
 		s->max_replica_lag_ms = GETINT(19);
+		strlcpy(s->tenant_setting, SPI_getvalue(tup, desc, 20), sizeof(s->tenant_setting));
 		s->stats_index = -1;
 #undef GETINT
 #undef GETBOOL
