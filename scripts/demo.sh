@@ -176,6 +176,19 @@ done
 show "SELECT name, status, circuit, consecutive_failures FROM netrun_pool.health"
 show "SELECT netrun_pool.fetchval('demo', 'SELECT format(''read on port %s, in recovery: %s'', inet_server_port(), pg_is_in_recovery())', read_only => true)"
 echo
+echo "== tenants: a tenant setting that cannot be spoofed, carried to the remote's own RLS"
+echo "remote=# CREATE TABLE orders (...); ... CREATE POLICY orders_tenant ON orders USING (tenant = current_setting('app.current_tenant_id', true))"
+rpsql -c "CREATE TABLE orders (id int PRIMARY KEY, tenant text NOT NULL, total numeric);
+INSERT INTO orders SELECT g, CASE WHEN g % 2 = 0 THEN 'acme' ELSE 'globex' END, g * 10 FROM generate_series(1, 6) g;
+ALTER TABLE orders ENABLE ROW LEVEL SECURITY; ALTER TABLE orders FORCE ROW LEVEL SECURITY;
+CREATE POLICY orders_tenant ON orders USING (tenant = current_setting('app.current_tenant_id', true));
+GRANT SELECT ON orders TO app"
+show "SET ROLE app_reader; SELECT netrun_pool.set_tenant('acme'); SELECT * FROM netrun_pool.query('demo_remote', 'SELECT id, tenant, total FROM orders ORDER BY id') AS t(id int, tenant text, total numeric)"
+show "SET ROLE app_reader; SELECT netrun_pool.set_tenant('globex'); SELECT * FROM netrun_pool.query('demo_remote', 'SELECT id, tenant, total FROM orders ORDER BY id') AS t(id int, tenant text, total numeric)"
+show "SET ROLE app_reader; SELECT netrun_pool.set_tenant('acme'); SET netrun_pool.tenant_id = 'globex'" || true
+show "SET ROLE app_reader; SELECT count(*) AS rows_with_no_tenant_set FROM netrun_pool.query('demo_remote', 'SELECT id FROM orders') AS t(id int)"
+
+echo
 echo "remote=# SELECT application_name, count(*) FROM pg_stat_activity WHERE application_name LIKE 'netrun_pool:%' GROUP BY 1"
 rpsql -c "SELECT application_name, count(*) FROM pg_stat_activity WHERE application_name LIKE 'netrun_pool:%' GROUP BY 1"
 
