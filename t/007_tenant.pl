@@ -58,6 +58,73 @@ ok($local->poll_query_until('postgres',
 		'with the guard\'s message');
 }
 
+# --- the application role, logged in, tries the other ways around the guard ------
+my ($ret, $out, $err) = $local->psql('postgres', q{
+	SELECT netrun_pool.set_tenant('acme');
+	SET netrun_pool.tenant_id = 'globex';
+	SELECT set_config('netrun_pool.tenant_id', 'globex', false);
+	RESET netrun_pool.tenant_id;
+	SELECT 'still:' || netrun_pool.current_tenant();
+	RESET ALL;
+	SELECT 'after reset all:' || coalesce(netrun_pool.current_tenant(), '<none>');
+	SELECT netrun_pool.set_tenant('acme');
+	DISCARD ALL;
+	SELECT 'after discard all:' || coalesce(netrun_pool.current_tenant(), '<none>');
+}, extra_params => [ '-U', 'app' ], on_error_stop => 0);
+is(scalar(() = $err =~ /ERROR:  netrun_pool.tenant_id can only be changed by netrun_pool.set_tenant\(\)/g), 3,
+	'SET, set_config and RESET are each refused');
+like($out, qr/^still:acme$/m, 'and the tenant is unchanged');
+like($out, qr/^after reset all:<none>$/m, 'RESET ALL clears it');
+like($out, qr/^after discard all:<none>$/m, 'DISCARD ALL clears it');
+($ret, $out, $err) = $local->psql('postgres', "ALTER ROLE app SET netrun_pool.tenant_id = 'globex'");
+like($err, qr/can only be changed by netrun_pool.set_tenant/, 'ALTER ROLE ... SET is refused');
+
+# --- signed mode: tokens minted the way applications mint them ------------------
+use Digest::SHA qw(hmac_sha256);
+use MIME::Base64 qw(encode_base64url);
+my $tenant_key = 'k' x 40;
+open(my $kf, '>', "$tmp/tenant.key") or die $!;
+print $kf "$tenant_key\n";
+close($kf);
+chmod 0600, "$tmp/tenant.key";
+$local->append_conf('postgresql.conf', qq{
+netrun_pool.tenant_key_file = '$tmp/tenant.key'
+netrun_pool.tenant_mode = signed
+});
+$local->reload;
+sub mint
+{
+	my ($header, $payload, $key) = @_;
+	my $signing = encode_base64url($header) . '.' . encode_base64url($payload);
+	return $signing . '.' . encode_base64url(hmac_sha256($signing, $key // $tenant_key));
+}
+my $now = time;
+my %tokens = (
+	valid => mint('{"alg":"HS256","typ":"JWT"}', qq({"tenant_id":"acme","exp":@{[ $now + 300 ]}})),
+	forged => mint('{"alg":"HS256","typ":"JWT"}', qq({"tenant_id":"acme","exp":@{[ $now + 300 ]}}), 'x' x 40),
+	expired => mint('{"alg":"HS256","typ":"JWT"}', qq({"tenant_id":"acme","exp":@{[ $now - 60 ]}})),
+	none => encode_base64url('{"alg":"none"}') . '.' . encode_base64url(qq({"tenant_id":"acme","exp":@{[ $now + 300 ]}})) . '.',
+);
+ok($local->poll_query_until('postgres', "SELECT current_setting('netrun_pool.tenant_mode')", 'signed'),
+	'signed mode is on');
+($ret, $out, $err) = $local->psql('postgres', "SELECT netrun_pool.set_tenant('acme')",
+	extra_params => [ '-U', 'app' ]);
+like($err, qr/only set_tenant_token\(\) may set the tenant/, 'in signed mode set_tenant() is refused to the application');
+is($local->safe_psql('postgres',
+		"SELECT netrun_pool.set_tenant_token('$tokens{valid}'); SELECT count(*) FROM netrun_pool.query('r', 'SELECT tenant FROM docs WHERE tenant = ''acme''') AS t(tenant text)",
+		extra_params => [ '-U', 'app' ]),
+	"acme\n100", 'a valid token sets the tenant, which reaches the remote');
+for my $bad (qw(forged expired none))
+{
+	($ret, $out, $err) = $local->psql('postgres',
+		"SELECT netrun_pool.set_tenant_token('$tokens{$bad}')", extra_params => [ '-U', 'app' ]);
+	like($err, qr/ERROR:  invalid tenant token/, "a $bad token is refused");
+}
+$local->append_conf('postgresql.conf', "netrun_pool.tenant_mode = open\n");
+$local->reload;
+ok($local->poll_query_until('postgres', "SELECT current_setting('netrun_pool.tenant_mode')", 'open'),
+	'back to open mode');
+
 # --- no tenant: no rows (fail closed) -----------------------------------------
 is($local->safe_psql('postgres',
 		"SELECT count(*) FROM netrun_pool.query('r', 'SELECT id FROM docs') AS t(id int)",
@@ -69,7 +136,7 @@ is($local->safe_psql('postgres', q{
 		  FROM netrun_pool.query('r', 'SELECT tenant FROM docs') AS t(tenant text);
 	}, extra_params => [ '-U', 'app' ]),
 	"acme\n100 100", 'with a tenant set, exactly its rows');
-my ($ret, $out, $err) = $local->psql('postgres', q{
+($ret, $out, $err) = $local->psql('postgres', q{
 		SELECT netrun_pool.set_tenant('acme');
 		SELECT netrun_pool.exec('r', 'INSERT INTO docs VALUES (1000, ''globex'', ''smuggled'')');
 	}, extra_params => [ '-U', 'app' ]);
