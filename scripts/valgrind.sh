@@ -63,6 +63,16 @@ SELECT netrun_pool.fetchval('c', 'SELECT 1'), netrun_pool.fetchval('c', 'SELECT 
 BEGIN; SELECT netrun_pool.begin('c'); SELECT netrun_pool.fetchval('c', 'SELECT 3'); COMMIT;
 SELECT length(netrun_pool.health_check()::text) > 0, netrun_pool.ready(), netrun_pool.alive(), length(netrun_pool.prometheus()) > 0;
 SELECT netrun_pool.reset_stats('c');
+SELECT netrun_pool.set_tenant('acme');
+SELECT netrun_pool.fetchval('r', 'SELECT ''tenant on the remote: '' || current_setting(''app.current_tenant_id'', true)');
+SELECT netrun_pool.fetchval('r', 'SELECT 1', read_only => true);
+SELECT netrun_pool.exec_transaction('r', ARRAY['SELECT 1', 'SELECT 2']);
+BEGIN; SELECT netrun_pool.begin('r'); SELECT netrun_pool.exec('r', 'SELECT 1'); SELECT netrun_pool.clear_tenant(); SELECT netrun_pool.exec('r', 'SELECT 2'); COMMIT;
+SELECT netrun_pool.set_tenant_token('a.b.c');
+SELECT netrun_pool.set_tenant_token('eyJhbGciOiJub25lIn0.eyJ0ZW5hbnRfaWQiOiJ4In0.');
+SET netrun_pool.tenant_id = 'evil';
+SELECT netrun_pool.tenant_schema('acme'), netrun_pool.validate_schema_name('x');
+SELECT netrun_pool.clear_tenant();
 SELECT * FROM netrun_pool.query('r', 'SELECT g, g::text || \$1 FROM generate_series(1, 200000) g', ARRAY['x']) AS t(a int, b text) LIMIT 3;
 SELECT count(*) FROM netrun_pool.query_json('r', 'SELECT g, NULL::int AS n, g % 2 = 0 AS b, ''{"k": 1}''::jsonb AS j FROM generate_series(1, 20000) g');
 SELECT netrun_pool.fetchval('r', 'SELECT NULL');
@@ -103,7 +113,7 @@ u pg_ctl -D "$work/remote" -m fast -w stop >/dev/null
 # our code is near the top of the stack: PostgreSQL itself writes struct
 # padding to files (XLOG, the relcache init file), which its own
 # suppression file hides and Debian does not ship.
-ours_re='\((api|channel|conninfo|guc|health|launcher|module|pool|redact|registry|route|secret|shmem|stats|status|views|worker)\.c:[0-9]+\)'
+ours_re='\((api|channel|conninfo|guc|health|launcher|module|pool|redact|registry|route|secret|shmem|stats|status|tenant|views|worker)\.c:[0-9]+\)'
 ours=0
 for f in "$work"/vg/vg.*; do
 	[ -s "$f" ] || continue
@@ -129,7 +139,7 @@ done
 all_reports=$(cat "$work"/vg/vg.* 2>/dev/null | grep -c -E '^==[0-9]+== [A-Z]')
 # The workload must have run: its calls answer with these.
 for want in 'INSERT 0 1' '20000' '3 | 3x' 'canceling statement due to statement timeout' 'session of netrun_pool connection "s" was lost' \
-	'netrun_pool connection "down" is unavailable' 'down | unhealthy'; do
+	'netrun_pool connection "down" is unavailable' 'down | unhealthy' 'tenant on the remote: acme'; do
 	grep -q -- "$want" "$work/workload.out" || { echo "workload did not run as expected (no '$want')"; cat "$work/workload.out"; exit 1; }
 done
 echo "== valgrind: $all_reports reports in all, $ours process logs with errors in netrun_pool's code"
