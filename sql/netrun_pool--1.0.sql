@@ -675,8 +675,9 @@ AS 'MODULE_PATHNAME', 'netrun_clear_tenant'
 LANGUAGE C VOLATILE;
 
 -- The tenant, or NULL: a policy on it matches no row when none is set.
--- Write policies as (SELECT netrun_pool.current_tenant()) so that it is
--- evaluated once per query, not once per row.
+-- Write policies as tenant_id = (SELECT netrun_pool.current_tenant()::uuid),
+-- the cast inside the subquery: it is then evaluated once per query, and
+-- the scan compares with a value, not a text cast on every row.
 CREATE FUNCTION netrun_pool.current_tenant()
 RETURNS text
 AS 'MODULE_PATHNAME', 'netrun_current_tenant'
