@@ -694,3 +694,499 @@ CREATE FUNCTION netrun_pool.validate_schema_name(text)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'netrun_validate_schema_name'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+------------------------------------------------------------------------------
+-- Row-level security that does what it says: verify it for the current
+-- role, audit a database for the usual mistakes, set a table up the right
+-- way, and stop (or flag) a careless CREATE or ALTER TABLE.
+--
+-- RLS does not protect rows from a superuser, from a role with BYPASSRLS,
+-- or from the table's owner (and the members of the owning role) unless
+-- FORCE ROW LEVEL SECURITY is set; and a table with RLS but no policy
+-- hides every row.  These functions are not SECURITY DEFINER: they answer
+-- for the role that calls them.
+------------------------------------------------------------------------------
+
+-- The column that holds the tenant (netrun_pool.tenant_column).  Read with
+-- missing_ok: in a database where the library is not loaded yet the
+-- setting may not exist, and the event trigger must never break DDL.
+CREATE FUNCTION netrun_pool._tenant_column()
+RETURNS name
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(nullif(current_setting('netrun_pool.tenant_column', true), ''), 'tenant_id')::name
+$$;
+
+-- How a policy expression reads the tenant: 'protected' through
+-- netrun_pool.current_tenant() or the netrun_pool.tenant_id setting,
+-- 'mirror' only through the setting set_tenant() mirrors it into (which any
+-- SQL can SET), NULL not at all.  The text is pg_get_expr() output under
+-- this function's search_path, so our function is always schema-qualified.
+CREATE FUNCTION netrun_pool._tenant_reference(expr text)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN strpos(expr, 'netrun_pool.current_tenant()') > 0
+          OR strpos(expr, '''netrun_pool.tenant_id''') > 0 THEN 'protected'
+        WHEN strpos(expr, quote_literal(nullif(current_setting('netrun_pool.tenant_setting', true), ''))) > 0
+            THEN 'mirror'
+    END
+$$;
+
+-- The facts rls_status() and verify_rls_enabled() rest on, for the current
+-- role.  The reasons are checked in this order: the table first, then who
+-- is asking.
+CREATE FUNCTION netrun_pool.rls_status(tbl regclass)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel        record;
+    me         record;
+    n_policies integer;
+    uses       boolean;
+    is_owner   boolean;
+    bypassed   boolean;
+    reason     text;
+BEGIN
+    SELECT c.relkind, c.relname, c.relowner, c.relrowsecurity, c.relforcerowsecurity
+      INTO rel FROM pg_class c WHERE c.oid = tbl;
+    IF NOT FOUND OR rel.relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '"%" is not a table', coalesce(rel.relname::text, tbl::text)
+            USING ERRCODE = 'wrong_object_type',
+                  DETAIL = 'Row-level security applies to ordinary and partitioned tables.';
+    END IF;
+
+    SELECT count(*), coalesce(bool_or(netrun_pool._tenant_reference(
+               coalesce(pg_get_expr(p.polqual, p.polrelid), '') || ' ' ||
+               coalesce(pg_get_expr(p.polwithcheck, p.polrelid), '')) IS NOT NULL), false)
+      INTO n_policies, uses
+      FROM pg_policy p WHERE p.polrelid = tbl;
+
+    -- As the executor decides (check_enable_rls): superuser, then the
+    -- role's own BYPASSRLS (not inherited), then ownership, which members
+    -- of the owning role share.
+    SELECT r.rolsuper, r.rolbypassrls INTO me FROM pg_roles r WHERE r.rolname = current_user;
+    is_owner := pg_has_role(current_user, rel.relowner, 'USAGE');
+    bypassed := me.rolsuper OR me.rolbypassrls OR (is_owner AND NOT rel.relforcerowsecurity);
+
+    reason := CASE
+        WHEN NOT rel.relrowsecurity THEN 'row-level security is not enabled'
+        WHEN n_policies = 0 THEN 'no policy exists'
+        WHEN me.rolsuper THEN 'the current role is a superuser'
+        WHEN me.rolbypassrls THEN 'the current role has BYPASSRLS'
+        WHEN bypassed THEN 'the current role owns the table and FORCE is not set'
+        ELSE 'row-level security applies to the current role'
+    END;
+
+    RETURN jsonb_build_object(
+        'table', tbl::text,
+        'enabled', rel.relrowsecurity,
+        'forced', rel.relforcerowsecurity,
+        'policies', n_policies,
+        'uses_tenant', uses,
+        'bypassed_by_current_role', bypassed,
+        'reason', reason);
+END
+$$;
+
+COMMENT ON FUNCTION netrun_pool.rls_status(regclass) IS
+    'whether row-level security protects the rows of a table from the current role, and why';
+
+-- True only when RLS is enabled, a policy exists and the current role does
+-- not bypass it.
+CREATE FUNCTION netrun_pool.verify_rls_enabled(tbl regclass)
+RETURNS boolean
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (s ->> 'enabled')::boolean
+       AND (s ->> 'policies')::integer > 0
+       AND NOT (s ->> 'bypassed_by_current_role')::boolean
+      FROM netrun_pool.rls_status(tbl) s
+$$;
+
+COMMENT ON FUNCTION netrun_pool.verify_rls_enabled(regclass) IS
+    'true if row-level security protects the rows of the table from the current role';
+
+-- Every mistake that makes RLS silently do nothing, in the given schemas
+-- (by default all but the system schemas, other sessions' temporary
+-- schemas and our own).  Tables count when they have the tenant column or
+-- RLS enabled; policies are checked on tables with the tenant column, and
+-- only permissive ones (a restrictive policy can only narrow what a tenant
+-- sees).  Role findings have no table.
+CREATE FUNCTION netrun_pool.rls_audit(schemas name[] DEFAULT NULL)
+RETURNS TABLE (table_name text, severity text, finding text, hint text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+WITH tables AS (
+    SELECT c.oid, format('%I.%I', n.nspname, c.relname) AS name,
+           c.relrowsecurity AS enabled, c.relforcerowsecurity AS forced,
+           col.name AS tenant_column,
+           EXISTS (SELECT 1 FROM pg_attribute a
+                    WHERE a.attrelid = c.oid AND a.attname = col.name
+                      AND a.attnum > 0 AND NOT a.attisdropped) AS has_tenant_column
+      FROM pg_class c
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     CROSS JOIN (SELECT netrun_pool._tenant_column() AS name) col
+     WHERE c.relkind IN ('r', 'p')
+       AND CASE WHEN schemas IS NULL THEN
+                n.nspname NOT IN ('pg_catalog', 'information_schema', 'netrun_pool')
+                AND n.nspname NOT LIKE 'pg\_toast%'
+                AND (n.nspname NOT LIKE 'pg\_temp\_%' OR n.oid = pg_my_temp_schema())
+           ELSE n.nspname = ANY (schemas) END
+), checked AS (
+    SELECT * FROM tables WHERE has_tenant_column OR enabled
+), policies AS (
+    SELECT t.name, t.tenant_column, t.has_tenant_column, p.polname, p.polpermissive,
+           netrun_pool._tenant_reference(
+               coalesce(pg_get_expr(p.polqual, p.polrelid), '') || ' ' ||
+               coalesce(pg_get_expr(p.polwithcheck, p.polrelid), '')) AS tenant_reference
+      FROM checked t JOIN pg_policy p ON p.polrelid = t.oid
+), findings AS (
+    SELECT name, 'critical',
+           format('table has column "%s" but row-level security is not enabled', tenant_column),
+           format('Run SELECT netrun_pool.enable_tenant_rls(%L);', name)
+      FROM checked WHERE has_tenant_column AND NOT enabled
+    UNION ALL
+    SELECT name, 'warning',
+           'row-level security is not forced: the table owner bypasses it',
+           format('Run ALTER TABLE %s FORCE ROW LEVEL SECURITY;', name)
+      FROM checked WHERE enabled AND NOT forced
+    UNION ALL
+    SELECT name, 'critical',
+           'row-level security is enabled but no policy exists: every row is hidden',
+           CASE WHEN has_tenant_column
+                THEN format('Run SELECT netrun_pool.enable_tenant_rls(%L);', name)
+                ELSE 'Create a policy with CREATE POLICY, or disable row-level security.' END
+      FROM checked t
+     WHERE enabled AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = t.oid)
+    UNION ALL
+    SELECT name, 'warning',
+           format('policy "%s" does not reference the tenant', polname),
+           format('Permissive policies are combined with OR, so it widens what every tenant sees: compare "%s" with (SELECT netrun_pool.current_tenant()) in it, or drop it.',
+                  tenant_column)
+      FROM policies WHERE has_tenant_column AND polpermissive AND tenant_reference IS NULL
+    UNION ALL
+    SELECT name, 'info',
+           format('policy "%s" reads the tenant from setting "%s", which any SQL can SET',
+                  polname, current_setting('netrun_pool.tenant_setting', true)),
+           format('Compare with (SELECT netrun_pool.current_tenant()) instead, which cannot be spoofed: SELECT netrun_pool.enable_tenant_rls(%L) writes such a policy.',
+                  name)
+      FROM policies WHERE tenant_reference = 'mirror'
+    UNION ALL
+    SELECT NULL, 'critical',
+           'the current role is a superuser: row-level security does not apply to it',
+           'Connect the application as a role that is neither a superuser nor the owner of its tables.'
+      FROM pg_roles r WHERE r.rolname = current_user AND r.rolsuper
+    -- Superusers are left out: RLS never applies to them, BYPASSRLS or not.
+    UNION ALL
+    SELECT NULL, 'warning',
+           format('login role "%s" has BYPASSRLS: row-level security does not apply to it', r.rolname),
+           format('Run ALTER ROLE %I NOBYPASSRLS; unless it is meant to see every tenant''s rows.', r.rolname)
+      FROM pg_roles r WHERE r.rolcanlogin AND r.rolbypassrls AND NOT r.rolsuper
+)
+SELECT f.* FROM findings f (table_name, severity, finding, hint)
+ ORDER BY CASE f.severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END,
+          f.table_name COLLATE "C" NULLS FIRST, f.finding COLLATE "C"
+$$;
+
+COMMENT ON FUNCTION netrun_pool.rls_audit(name[]) IS
+    'tables and roles for which row-level security does not keep tenants apart, with how to fix each';
+
+-- Set a table up for tenant isolation: RLS enabled (and FORCEd), and one
+-- policy, netrun_pool_tenant_isolation, comparing the tenant column with
+-- (SELECT netrun_pool.current_tenant()::type).  The subquery makes the
+-- tenant an InitPlan, computed and cast once per query instead of once per
+-- row.  The tenant
+-- is cast to the column's type without its typmod, and not at all for
+-- string types: a cast to varchar(n) or numeric(p) would truncate or round
+-- it into another tenant's id.  Idempotent; force => false leaves FORCE as
+-- it is.  ALTER TABLE requires the owner.
+CREATE FUNCTION netrun_pool.enable_tenant_rls(tbl regclass, tenant_column name DEFAULT NULL,
+                                              force boolean DEFAULT true)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    col     name := coalesce(tenant_column, netrun_pool._tenant_column());
+    rel     record;
+    category "char";
+    typname text;
+    tenant  text := '(SELECT netrun_pool.current_tenant())';
+    cond    text;
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'table must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT c.relkind, c.relname INTO rel FROM pg_class c WHERE c.oid = tbl;
+    IF NOT FOUND OR rel.relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '"%" is not a table', coalesce(rel.relname::text, tbl::text)
+            USING ERRCODE = 'wrong_object_type',
+                  DETAIL = 'Row-level security applies to ordinary and partitioned tables.';
+    END IF;
+    SELECT t.typcategory, format_type(a.atttypid, NULL) INTO category, typname
+      FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+     WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'column "%" does not exist in table "%"', col, rel.relname
+            USING ERRCODE = 'undefined_column',
+                  HINT = 'Pass the tenant column as tenant_column, or set netrun_pool.tenant_column.';
+    END IF;
+    -- The cast goes inside the subquery: the InitPlan then yields a value
+    -- of the column's type, and the scan compares with it, instead of
+    -- casting text on every row (five times slower on a uuid column,
+    -- bench/tenant_policy.sh).
+    IF category <> 'S' THEN
+        tenant := format('(SELECT netrun_pool.current_tenant()::%s)', typname);
+    END IF;
+    cond := format('%I = %s', col, tenant);
+
+    -- tbl::text is qualified and quoted under this function's search_path.
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
+    IF force THEN
+        EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tbl);
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_policy p
+                WHERE p.polrelid = tbl AND p.polname = 'netrun_pool_tenant_isolation') THEN
+        EXECUTE format('DROP POLICY netrun_pool_tenant_isolation ON %s', tbl);
+    END IF;
+    EXECUTE format('CREATE POLICY netrun_pool_tenant_isolation ON %s AS PERMISSIVE FOR ALL TO PUBLIC USING (%s) WITH CHECK (%s)',
+                   tbl, cond, cond);
+END
+$$;
+
+COMMENT ON FUNCTION netrun_pool.enable_tenant_rls(regclass, name, boolean) IS
+    'enable (and force) row-level security on a table, with one policy on the current tenant';
+
+-- netrun_pool.enforce_rls: tables that have the tenant column and no RLS.
+--
+-- CREATE TABLE cannot enable RLS in the same statement, so the check is
+-- deferred to the end of the transaction: the event trigger notes each
+-- such table in _rls_pending, whose deferred constraint trigger checks it
+-- again at commit.  A table created and set up with enable_tenant_rls()
+-- in one transaction passes; a lone CREATE TABLE (autocommit) warns or
+-- fails as it ends.  The mode is read again at commit, so a superuser may
+-- SET LOCAL netrun_pool.enforce_rls = off for one transaction.
+CREATE UNLOGGED TABLE netrun_pool._rls_pending (
+    relid         oid NOT NULL,
+    tenant_column name NOT NULL
+);
+
+-- Any role's DDL adds rows (the event trigger runs as that role); only the
+-- check, as the extension's owner, reads and removes them.  Rows never
+-- outlive their transaction.
+REVOKE ALL ON netrun_pool._rls_pending FROM PUBLIC;
+GRANT INSERT ON netrun_pool._rls_pending TO PUBLIC;
+
+CREATE FUNCTION netrun_pool._rls_pending_check()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mode text := coalesce(current_setting('netrun_pool.enforce_rls', true), 'off');
+    rel  record;
+BEGIN
+    -- The first firing for a table takes all its rows: one report each.
+    DELETE FROM netrun_pool._rls_pending p WHERE p.relid = NEW.relid;
+    IF NOT FOUND OR mode = 'off' THEN
+        RETURN NULL;
+    END IF;
+    -- Dropped, given RLS, or the column dropped since: nothing to say.
+    SELECT c.relname, format('%I.%I', n.nspname, c.relname) AS qualified INTO rel
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = NEW.relid AND c.relkind IN ('r', 'p') AND NOT c.relrowsecurity
+       AND EXISTS (SELECT 1 FROM pg_attribute a
+                    WHERE a.attrelid = c.oid AND a.attname = NEW.tenant_column
+                      AND a.attnum > 0 AND NOT a.attisdropped);
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF mode = 'error' THEN
+        RAISE EXCEPTION 'table "%" has column "%" but no row-level security', rel.relname, NEW.tenant_column
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'netrun_pool.enforce_rls is "error": a table with the tenant column must have row-level security by the end of the transaction that creates or alters it.',
+                  HINT = format('Run SELECT netrun_pool.enable_tenant_rls(%L); in the same transaction.',
+                                rel.qualified);
+    END IF;
+    RAISE WARNING 'table "%" has column "%" but no row-level security', rel.relname, NEW.tenant_column
+        USING HINT = format('Run SELECT netrun_pool.enable_tenant_rls(%L);', rel.qualified);
+    RETURN NULL;
+END
+$$;
+
+CREATE CONSTRAINT TRIGGER rls_pending_check
+    AFTER INSERT ON netrun_pool._rls_pending
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION netrun_pool._rls_pending_check();
+
+-- Not SECURITY DEFINER: it runs as whoever runs the DDL, and returns at
+-- once when enforce_rls is off.  Temporary tables are private to their
+-- session and left alone (they may also be created in read-only
+-- transactions, where the note could not be written), as are our own.
+CREATE FUNCTION netrun_pool._enforce_rls()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mode text := coalesce(current_setting('netrun_pool.enforce_rls', true), 'off');
+    col  name;
+BEGIN
+    IF mode = 'off' THEN
+        RETURN;
+    END IF;
+    col := netrun_pool._tenant_column();
+    INSERT INTO netrun_pool._rls_pending (relid, tenant_column)
+    SELECT DISTINCT c.oid, col
+      FROM pg_event_trigger_ddl_commands() d
+      JOIN pg_class c ON c.oid = d.objid
+     WHERE d.classid = 'pg_class'::regclass
+       AND c.relkind IN ('r', 'p')
+       AND c.relpersistence <> 't'
+       AND c.relnamespace <> 'netrun_pool'::regnamespace
+       AND NOT c.relrowsecurity
+       AND EXISTS (SELECT 1 FROM pg_attribute a
+                    WHERE a.attrelid = c.oid AND a.attname = col
+                      AND a.attnum > 0 AND NOT a.attisdropped);
+END
+$$;
+
+------------------------------------------------------------------------------
+-- Tenant routing: which connection serves a tenant.  Routes are kept with
+-- the registry (same database, superusers only) and go when their
+-- connection is unregistered.
+------------------------------------------------------------------------------
+
+CREATE TABLE netrun_pool.tenant_routes (
+    tenant     text PRIMARY KEY,
+    connection text NOT NULL REFERENCES netrun_pool.registry (name) ON DELETE CASCADE,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+REVOKE ALL ON netrun_pool.tenant_routes FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('netrun_pool.tenant_routes', '');
+
+-- A tenant as current_tenant() returns it: under tenant_id_format = uuid,
+-- set_tenant() stores the canonical lower-case form, so routes and
+-- look-ups use it too.  Anything else is kept as given (and, being no
+-- tenant set_tenant() accepts, matches no route).
+CREATE FUNCTION netrun_pool._route_key(tenant text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN current_setting('netrun_pool.tenant_id_format', true) = 'uuid'
+                 AND tenant ~* '^[{]?[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}[}]?$'
+                THEN tenant::uuid::text ELSE tenant END
+$$;
+
+-- Route a tenant to a connection (a new route, or a changed one).
+CREATE FUNCTION netrun_pool.route_tenant(tenant text, connection text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    route_key text;
+BEGIN
+    PERFORM netrun_pool._lock_registry();
+    IF tenant IS NULL THEN
+        RAISE EXCEPTION 'tenant must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF tenant = '' THEN
+        RAISE EXCEPTION 'tenant must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- A route for a tenant that set_tenant() would refuse could never be
+    -- used.  Only the UUID format is checked here (the others are checked
+    -- in C, by set_tenant() alone).
+    route_key := netrun_pool._route_key(tenant);
+    IF current_setting('netrun_pool.tenant_id_format', true) = 'uuid'
+       AND route_key !~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+        RAISE EXCEPTION 'invalid tenant id for netrun_pool.tenant_id_format "uuid"'
+            USING ERRCODE = 'invalid_text_representation',
+                  DETAIL = 'A tenant id is a UUID such as 6f1c1f4e-8a1b-4c2d-9e3f-0a1b2c3d4e5f.';
+    END IF;
+    IF connection IS NULL THEN
+        RAISE EXCEPTION 'netrun_pool connection name must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM netrun_pool._require_connection(connection);
+    INSERT INTO netrun_pool.tenant_routes (tenant, connection)
+    VALUES (route_key, route_tenant.connection)
+        ON CONFLICT ON CONSTRAINT tenant_routes_pkey
+        DO UPDATE SET connection = EXCLUDED.connection;
+END
+$$;
+
+-- Remove a tenant's route; a tenant without one is a notice, as DROP ...
+-- IF EXISTS does, so scripts may run it again.
+CREATE FUNCTION netrun_pool.unroute_tenant(tenant text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM netrun_pool._lock_registry();
+    IF tenant IS NULL THEN
+        RAISE EXCEPTION 'tenant must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    DELETE FROM netrun_pool.tenant_routes r
+     WHERE r.tenant = netrun_pool._route_key(unroute_tenant.tenant);
+    IF NOT FOUND THEN
+        RAISE NOTICE 'tenant "%" has no route, skipping', tenant;
+    END IF;
+END
+$$;
+
+-- The connection for a tenant (by default the current one): its route,
+-- else netrun_pool.default_tenant_connection, else NULL.  SECURITY DEFINER
+-- so that every role may read the routes, which it cannot select.
+CREATE FUNCTION netrun_pool.tenant_connection(tenant text DEFAULT NULL)
+RETURNS text
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(
+        (SELECT r.connection FROM netrun_pool.tenant_routes r
+          WHERE r.tenant = netrun_pool._route_key(coalesce(tenant_connection.tenant,
+                                                            netrun_pool.current_tenant()))),
+        nullif(current_setting('netrun_pool.default_tenant_connection', true), ''))
+$$;
+
+COMMENT ON FUNCTION netrun_pool.tenant_connection(text) IS
+    'the connection that serves a tenant: its route, else netrun_pool.default_tenant_connection';
+
+REVOKE ALL ON FUNCTION
+    netrun_pool.route_tenant(text, text),
+    netrun_pool.unroute_tenant(text),
+    netrun_pool._rls_pending_check(),
+    netrun_pool._enforce_rls()
+FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION
+    netrun_pool.rls_status(regclass),
+    netrun_pool.verify_rls_enabled(regclass),
+    netrun_pool.rls_audit(name[]),
+    netrun_pool.enable_tenant_rls(regclass, name, boolean),
+    netrun_pool.tenant_connection(text)
+TO PUBLIC;
+
+-- Last, so that it sees none of the statements above.
+CREATE EVENT TRIGGER netrun_pool_enforce_rls
+    ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE TABLE AS', 'SELECT INTO')
+    EXECUTE FUNCTION netrun_pool._enforce_rls();
