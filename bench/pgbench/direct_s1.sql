@@ -1,0 +1,2 @@
+-- pgbench straight at the remote, S1
+SELECT 1;

@@ -1,0 +1,718 @@
+#!/usr/bin/env bash
+# bench/run.sh: netrun_pool against dblink, postgres_fdw and pgbouncer.
+#
+#   bash bench/run.sh            # as root: the full run (under 15 minutes)
+#   QUICK=1 bash bench/run.sh    # S1 and S2 at c = 1 and 32, three contestants (under a minute)
+#
+# It builds and installs netrun_pool (optimized, no asserts) from a copy of
+# this tree, starts a remote server with a 1-million-row table, pgbouncer in
+# transaction mode in front of it, and a local server with netrun_pool,
+# dblink and postgres_fdw, all on 127.0.0.1 and run by the unprivileged user
+# netrun_bench under $NETRUN_BENCH_DIR (default /var/tmp/netrun_pool_bench_run,
+# made anew each run).  pgbench then runs every cell (contestant x scenario x
+# clients) with its per-transaction log, while the remote's pg_stat_activity
+# is sampled every 100 ms.  The results go to bench/results/<date>.md
+# (<date>-quick.md in quick mode) with a chart beside it (.png); the summary
+# table and the targets are also printed to stdout, and sit in the results
+# file between <!-- bench:summary:start --> and <!-- bench:summary:end -->.
+# A missed target is reported, not fatal.
+#
+# It takes /tmp/netrun_pool.lock, as scripts/test.sh does, so the two never
+# run at the same time.  Environment: QUICK=1; DURATION (seconds per cell);
+# KEEP=1 keeps the servers' folder (the servers are always stopped).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+bench=$here/bench
+. "$here/scripts/common.sh"
+
+require_root
+exec 9>/tmp/netrun_pool.lock
+flock 9
+
+T0=$SECONDS
+BENCH_USER=netrun_bench
+WORK=${NETRUN_BENCH_DIR:-/var/tmp/netrun_pool_bench_run}
+DATE=$(date +%F)
+if [ -n "${QUICK:-}" ]; then
+	MODE=quick
+	DURATION=${DURATION:-2}
+	RESULT_BASE=$bench/results/$DATE-quick
+else
+	MODE=full
+	DURATION=${DURATION:-5}
+	RESULT_BASE=$bench/results/$DATE
+fi
+
+# ---------------------------------------------------------------- clean-up
+# Only what this script started: the two servers (pg_ctl), pgbouncer and the
+# sampler (by their pids).
+SAMPLER_PID=
+stop_all() {
+	[ -n "$SAMPLER_PID" ] && kill "$SAMPLER_PID" 2>/dev/null || true
+	SAMPLER_PID=
+	if [ -f "$WORK/pgbouncer.pid" ]; then
+		local p
+		p=$(cat "$WORK/pgbouncer.pid" 2>/dev/null || true)
+		# only if that pid is still our user's pgbouncer
+		if [ -n "$p" ] && [ "$(awk '/^Name:/ {n = $2} /^Uid:/ {u = $2} END {print n, u}' "/proc/$p/status" 2>/dev/null)" = "pgbouncer $(id -u "$BENCH_USER" 2>/dev/null)" ]; then
+			kill "$p" 2>/dev/null || true
+		fi
+		rm -f "$WORK/pgbouncer.pid"
+	fi
+	local d
+	for d in "$WORK/local" "$WORK/remote"; do
+		[ -f "$d/postmaster.pid" ] &&
+			as_user "$BENCH_USER" pg_ctl -D "$d" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+	done
+}
+on_exit() {
+	local rc=$?
+	stop_all
+	if [ -z "${KEEP:-}" ] && [ -d "$WORK" ]; then rm -rf "$WORK"; fi
+	[ -n "${KEEP:-}" ] && echo "kept $WORK"
+	exit $rc
+}
+
+ensure_packages pgbouncer gnuplot-nox
+ensure_user "$BENCH_USER"
+[ -x /usr/sbin/pgbouncer ] || die "pgbouncer is missing"
+command -v gnuplot >/dev/null || die "gnuplot is missing"
+
+# an interrupted earlier run: stop its servers, then start afresh
+stop_all
+rm -rf "$WORK"
+mkdir -p "$WORK/run" "$WORK/logs" "$WORK/samples" "$WORK/scripts" "$WORK/chart" "$WORK/out"
+trap on_exit EXIT
+trap 'exit 130' INT TERM
+chmod 755 "$WORK"
+
+log() { printf '[%4ds] %s\n' $((SECONDS - T0)) "$*" >&2; }
+
+log "building and installing netrun_pool (optimized, no asserts)"
+copy_tree "$here" "$WORK/src" "$BENCH_USER"
+chown -R "$BENCH_USER:" "$WORK"
+build_and_install "$WORK/src" "$BENCH_USER" -j2
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+next_port() {
+	local p=$1
+	while ! port_free "$p" || [ -e "$WORK/run/.s.PGSQL.$p" ]; do p=$((p + 1)); done
+	echo "$p"
+}
+LOCAL_PORT=$(next_port 56432)
+REMOTE_PORT=$(next_port $((LOCAL_PORT + 1)))
+BOUNCER_PORT=$(next_port $((REMOTE_PORT + 1)))
+
+start_server() {
+	local name=$1 port=$2 extra=$3
+	as_user "$BENCH_USER" initdb -D "$WORK/$name" -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
+	cat >>"$WORK/$name/postgresql.conf" <<CONF
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$WORK/run'
+log_line_prefix = '%m [%p] %b '
+jit = off
+autovacuum = off
+max_wal_size = 4GB
+checkpoint_timeout = 30min
+$extra
+CONF
+	# the worker of netrun_pool holds a descriptor per remote connection:
+	# lift runuser's soft limit of 1024 (max_files_per_process does the rest)
+	# (9>&-: the server must not inherit, and so hold, the lock)
+	as_user "$BENCH_USER" bash -c "ulimit -n 16384 && exec pg_ctl -D '$WORK/$name' -l '$WORK/$name.log' -w start" >/dev/null 9>&-
+}
+
+log "starting the remote server on 127.0.0.1:$REMOTE_PORT"
+start_server remote "$REMOTE_PORT" "max_connections = 1200
+shared_buffers = 512MB
+synchronous_commit = off
+wal_level = minimal
+max_wal_senders = 0"
+log "starting the local server on 127.0.0.1:$LOCAL_PORT (netrun_pool preloaded)"
+start_server local "$LOCAL_PORT" "max_connections = 200
+shared_preload_libraries = 'netrun_pool'
+netrun_pool.database = 'postgres'
+max_worker_processes = 16
+netrun_pool.max_pools = 128
+netrun_pool.max_connections = 2000
+max_files_per_process = 6000"
+
+# clients run as root and connect over TCP as the servers' superuser
+lpsql() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$LOCAL_PORT" -U "$BENCH_USER" -d postgres "$@"; }
+rpsql() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$REMOTE_PORT" -U "$BENCH_USER" -d bench "$@"; }
+lval() { lpsql -At -c "$1"; }
+rval() { rpsql -At -c "$1"; }
+
+log "loading the remote: t (1,000,000 rows), ins, the view one, a role per contestant"
+psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$REMOTE_PORT" -U "$BENCH_USER" -d postgres -c "CREATE DATABASE bench"
+# one remote role per contestant, so pg_stat_activity tells them apart
+ROLES="bench_np4 bench_np16 bench_dblink bench_cpc bench_fdw bench_pgb bench_direct bench_idle bench_mem"
+{
+	for r in $ROLES; do echo "CREATE ROLE $r LOGIN;"; done
+	cat <<'SQL'
+BEGIN;
+CREATE TABLE t (id int PRIMARY KEY, payload text NOT NULL);
+INSERT INTO t SELECT g, repeat(md5(g::text), 3) FROM generate_series(1, 1000000) g;
+COMMIT;
+CREATE TABLE ins (id bigserial PRIMARY KEY, v int);
+CREATE VIEW one AS SELECT 1 AS x;
+GRANT SELECT ON t, one TO PUBLIC;
+GRANT INSERT ON ins TO PUBLIC;
+GRANT USAGE ON SEQUENCE ins_id_seq TO PUBLIC;
+VACUUM ANALYZE t;
+SQL
+} | rpsql
+S4_BYTES=$(rval "SELECT sum(length(id::text) + length(payload)) FROM t WHERE id <= 100000")
+rval "SELECT count(*) FROM t" >/dev/null
+
+dsn() { echo "host=127.0.0.1 port=$REMOTE_PORT dbname=bench user=$1"; }
+
+log "starting pgbouncer on 127.0.0.1:$BOUNCER_PORT (transaction mode, pool of 4)"
+cat >"$WORK/pgbouncer.ini" <<INI
+[databases]
+bench = host=127.0.0.1 port=$REMOTE_PORT dbname=bench user=bench_pgb
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $BOUNCER_PORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $WORK/userlist.txt
+pool_mode = transaction
+default_pool_size = 4
+min_pool_size = 4
+reserve_pool_size = 0
+max_client_conn = 400
+logfile = $WORK/pgbouncer.log
+pidfile = $WORK/pgbouncer.pid
+INI
+echo '"bench_pgb" ""' >"$WORK/userlist.txt"
+chown "$BENCH_USER:" "$WORK/pgbouncer.ini" "$WORK/userlist.txt"
+as_user "$BENCH_USER" /usr/sbin/pgbouncer -d -q "$WORK/pgbouncer.ini" 9>&-
+for _ in $(seq 50); do port_free "$BOUNCER_PORT" || break; sleep 0.1; done
+! port_free "$BOUNCER_PORT" || die "pgbouncer did not start (see $WORK/pgbouncer.log)"
+
+log "the local server: extensions, the postgres_fdw foreign tables"
+lpsql <<SQL
+CREATE EXTENSION netrun_pool;
+CREATE EXTENSION dblink;
+CREATE EXTENSION postgres_fdw;
+CREATE SERVER remote_fdw FOREIGN DATA WRAPPER postgres_fdw
+  OPTIONS (host '127.0.0.1', port '$REMOTE_PORT', dbname 'bench', application_name 'bench_fdw');
+CREATE USER MAPPING FOR CURRENT_USER SERVER remote_fdw OPTIONS (user 'bench_fdw');
+CREATE FOREIGN TABLE f_t (id int, payload text) SERVER remote_fdw OPTIONS (table_name 't');
+CREATE FOREIGN TABLE f_ins (v int) SERVER remote_fdw OPTIONS (table_name 'ins');
+CREATE FOREIGN TABLE f_one (x int) SERVER remote_fdw OPTIONS (table_name 'one');
+-- this backend's resident set, for the memory figures
+CREATE FUNCTION bench_rss_kb() RETURNS int LANGUAGE sql
+  AS \$\$ SELECT substring(pg_read_file('/proc/self/status') FROM 'VmRSS:\s+(\d+) kB')::int \$\$;
+SQL
+# S4 through postgres_fdw must move the rows, not push the aggregate down
+lval "EXPLAIN (VERBOSE, COSTS OFF) SELECT count(*), sum(length(payload)) FROM (SELECT id, payload FROM f_t WHERE id <= 100000 OFFSET 0) s" >"$WORK/out/fdw_s4_plan.txt"
+grep -q 'Remote SQL: SELECT payload FROM public.t WHERE ((id <= 100000))' "$WORK/out/fdw_s4_plan.txt" ||
+	grep -q 'Remote SQL: SELECT id, payload FROM public.t WHERE ((id <= 100000))' "$WORK/out/fdw_s4_plan.txt" ||
+	{ cat "$WORK/out/fdw_s4_plan.txt" >&2; die "postgres_fdw S4 plan is not a row transfer"; }
+
+# ------------------------------------------------------------ the worker
+wait_for() { # wait_for SECONDS SQL EXPECTED: until the local server answers EXPECTED
+	local n=$(($1 * 10)) i
+	for ((i = 0; i < n; i++)); do
+		[ "$(lval "$2" 2>/dev/null || true)" = "$3" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+wait_for 30 "SELECT state FROM netrun_pool.worker_status()" running || die "the netrun_pool worker did not start"
+WORKER_PID=$(lval "SELECT worker_pid FROM netrun_pool.worker_status()")
+proc_rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+proc_hwm() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+proc_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+proc_ns() { awk '{print $1}' "/proc/$1/schedstat"; }
+CLK_TCK=$(getconf CLK_TCK)
+PROBLEMS=$WORK/out/problems.txt
+: >"$PROBLEMS"
+problem() { echo "$*" >>"$PROBLEMS"; log "PROBLEM: $*"; }
+check_worker() { # the worker must be the one we started with
+	local p
+	p=$(lval "SELECT worker_pid FROM netrun_pool.worker_status()" 2>/dev/null || true)
+	if [ "$p" != "$WORKER_PID" ]; then
+		problem "after $1: the netrun_pool worker changed from pid $WORKER_PID to '${p:-none}'"
+		WORKER_PID=$p
+		wait_for 30 "SELECT state FROM netrun_pool.worker_status()" running || true
+		WORKER_PID=$(lval "SELECT worker_pid FROM netrun_pool.worker_status()" 2>/dev/null || true)
+	fi
+}
+
+register_pool() { # register_pool NAME SIZE ROLE
+	lval "SELECT netrun_pool.register('$1', '$(dsn "$3")', pool_max => $2, pool_min => $2, acquire_timeout_ms => 60000, password_required => false)" >/dev/null
+}
+wait_pools() { # wait_pools SECONDS: every pool full and healthy
+	wait_for "$1" "SELECT count(*) FILTER (WHERE total < pool_min) + count(*) FILTER (WHERE status <> 'healthy') FROM netrun_pool.pool_stats" 0
+}
+
+# memory per pooled connection, at the margin: RSS after p4 is warm, then p16's 16 more
+sleep 0.5
+RSS_NO_POOLS=$(proc_rss "$WORKER_PID")
+register_pool p4 4 bench_np4
+wait_for 30 "SELECT pools FROM netrun_pool.worker_status()" 1 || die "the worker did not pick up p4"
+wait_pools 30 || die "pool p4 did not become healthy and full"
+sleep 0.5
+RSS_P4=$(proc_rss "$WORKER_PID")
+register_pool p16 16 bench_np16
+wait_for 30 "SELECT pools FROM netrun_pool.worker_status()" 2 || die "the worker did not pick up p16"
+wait_pools 30 || die "pool p16 did not become healthy and full"
+sleep 0.5
+RSS_P16=$(proc_rss "$WORKER_PID")
+log "worker pid $WORKER_PID: RSS ${RSS_NO_POOLS} kB with no pools, ${RSS_P4} kB with p4, ${RSS_P16} kB with p4 and p16"
+
+# a backend's RSS when it holds libpq connections (dblink): the first, then one more
+lpsql -At >"$WORK/out/backend_mem.txt" <<SQL
+SELECT dblink_get_connections();
+SELECT 'base', bench_rss_kb();
+SELECT dblink_connect('m1', '$(dsn bench_mem)');
+SELECT x FROM dblink('m1', 'SELECT 1') AS t(x int);
+SELECT 'one', bench_rss_kb();
+SELECT dblink_connect('m2', '$(dsn bench_mem)');
+SELECT x FROM dblink('m2', 'SELECT 1') AS t(x int);
+SELECT 'two', bench_rss_kb();
+SQL
+BACKEND_RSS_BASE=$(awk -F'|' '$1 == "base" {print $2}' "$WORK/out/backend_mem.txt")
+BACKEND_RSS_ONE=$(awk -F'|' '$1 == "one" {print $2}' "$WORK/out/backend_mem.txt")
+BACKEND_RSS_TWO=$(awk -F'|' '$1 == "two" {print $2}' "$WORK/out/backend_mem.txt")
+
+# --------------------------------------------------------------- scripts
+for f in "$bench"/pgbench/*.sql; do
+	b=$(basename "$f" .sql)
+	s=${b##*_}
+	case $b in
+	np_*)
+		sed "s/@POOL@/p4/" "$f" >"$WORK/scripts/np4_$s.sql"
+		sed "s/@POOL@/p16/" "$f" >"$WORK/scripts/np16_$s.sql" ;;
+	dblink_*)
+		sed "s|@CONNSTR@|$(dsn bench_dblink)|" "$f" >"$WORK/scripts/dblink_$s.sql"
+		sed "s|@CONNSTR@|host=127.0.0.1 port=$BOUNCER_PORT dbname=bench user=bench_pgb|" "$f" >"$WORK/scripts/pgb_$s.sql" ;;
+	cpc_*) sed "s|@CONNSTR@|$(dsn bench_cpc)|" "$f" >"$WORK/scripts/cpc_$s.sql" ;;
+	*) cp "$f" "$WORK/scripts/$b.sql" ;;
+	esac
+done
+
+remote_role() {
+	case $1 in
+	np4) echo bench_np4 ;; np16) echo bench_np16 ;; dblink) echo bench_dblink ;;
+	cpc) echo bench_cpc ;; fdw) echo bench_fdw ;; pgb) echo bench_pgb ;; direct) echo bench_direct ;;
+	esac
+}
+label() {
+	case $1 in
+	np4) echo "netrun_pool, pool_max 4" ;; np16) echo "netrun_pool, pool_max 16" ;;
+	dblink) echo "dblink, persistent connection" ;; cpc) echo "dblink, connect per call" ;;
+	fdw) echo "postgres_fdw" ;; pgb) echo "dblink via pgbouncer (pool 4)" ;;
+	direct) echo "pgbench direct to the remote" ;;
+	esac
+}
+
+# The sampler: the remote's client backends by role, every 100 ms, leaving
+# out itself and netrun_pool's health probes (application_name
+# netrun_pool_probe:NAME), which are not pooled connections.
+SAMPLE_SQL="SELECT extract(epoch FROM clock_timestamp())::numeric(16,1) || ' ' || coalesce(string_agg(u || '=' || n, ' '), '') FROM (SELECT usename::text AS u, count(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND coalesce(application_name, '') NOT LIKE 'netrun_pool_probe:%' GROUP BY 1) s"
+sampler_start() {
+	printf '%s \\watch 0.1\n' "$SAMPLE_SQL" |
+		psql -X -At -h 127.0.0.1 -p "$REMOTE_PORT" -U "$BENCH_USER" -d bench >"$1" 2>/dev/null 9>&- &
+	SAMPLER_PID=$!
+	sleep 0.15
+}
+sampler_stop() {
+	kill "$SAMPLER_PID" 2>/dev/null || true
+	wait "$SAMPLER_PID" 2>/dev/null || true
+	SAMPLER_PID=
+}
+peak_of() { # peak_of FILE ROLE
+	awk -v r="$2" '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == r && kv[2] + 0 > m) m = kv[2] + 0 } } END { print m + 0 }' "$1"
+}
+# until the previous cell's remote sessions have gone
+wait_remote_quiet() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		[ "$(rval "SELECT count(*) FROM pg_stat_activity WHERE usename IN ('bench_dblink', 'bench_cpc', 'bench_fdw', 'bench_direct')")" = 0 ] && return 0
+		sleep 0.1
+	done
+}
+
+CELLS=$WORK/out/cells.tsv
+printf 'contestant\tscenario\tclients\ttps\txacts\tfailed\taborted\tavg_ms\tp95_ms\tp99_ms\tpeak_conns\tworker_cpu_s\tworker_cpu_pct\trss_before_kb\trss_after_kb\thwm_growth_kb\tacq_p95_ms\tacquired\tqueries\terrors\tcreated\tnote\n' >"$CELLS"
+
+run_cell() { # run_cell CONTESTANT SCENARIO CLIENTS
+	local who=$1 s=$2 c=$3 id="$1_$2_c$3"
+	local j=$((c < 2 ? c : 2)) host_args out=$WORK/logs/$id
+	local np=0 pool= t0 t1 r0 ticks0 ticks1 rss1 hwm1
+	case $who in np4 | np16) np=1 pool=${who#np}; pool=p$pool ;; esac
+	if [ "$who" = direct ]; then
+		host_args=(-h 127.0.0.1 -p "$REMOTE_PORT" -U bench_direct bench)
+	else
+		host_args=(-h 127.0.0.1 -p "$LOCAL_PORT" -U "$BENCH_USER" postgres)
+	fi
+	mkdir -p "$out"
+	wait_remote_quiet
+	if [ $np = 1 ]; then
+		lval "SELECT netrun_pool.reset_stats('$pool')" >/dev/null || problem "$id: reset_stats failed"
+		echo 5 >"/proc/$WORKER_PID/clear_refs" 2>/dev/null || true
+		r0=$(proc_rss "$WORKER_PID" || echo 0)
+		ticks0=$(proc_ticks "$WORKER_PID" || echo 0)
+	fi
+	sampler_start "$WORK/samples/$id.txt"
+	t0=$(date +%s.%N)
+	pgbench -n -M simple -T "$DURATION" -c "$c" -j "$j" -f "$WORK/scripts/${who}_${s,,}.sql" \
+		-D connected=0 -l --log-prefix="$out/tx" "${host_args[@]}" >"$out/stdout" 2>"$out/stderr" || true
+	t1=$(date +%s.%N)
+	sampler_stop
+	local tps xacts failed aborted lat peak note=
+	tps=$(awk '/^tps = / {print $3; exit}' "$out/stdout")
+	xacts=$(awk -F': ' '/^number of transactions actually processed/ {split($2, a, "/"); print a[1]; exit}' "$out/stdout")
+	failed=$(awk '/^number of failed transactions/ {print $5; exit}' "$out/stdout")
+	aborted=$(grep -c 'aborted' "$out/stderr" || true)
+	if [ -z "$tps" ] || [ "${aborted:-0}" != 0 ]; then
+		note=$(grep -m1 -iE 'error|abort|fatal' "$out/stderr" | tr '\t' ' ' | cut -c1-200 || true)
+		problem "$id: pgbench ${tps:+finished with aborted clients}${tps:-failed}: ${note:-see $out/stderr}"
+	fi
+	# latency from the per-transaction log, each client's first transaction
+	# left out (it makes the dblink and postgres_fdw connections)
+	lat=$(cat "$out"/tx.* 2>/dev/null | awk '$2 > 0 && $3 ~ /^[0-9]+$/ {print $3}' | sort -n |
+		awk '{v[NR] = $1; s += $1} END { if (NR == 0) { print "- - -"; exit }
+			i95 = int(NR * 0.95); if (i95 < NR * 0.95) i95++; i99 = int(NR * 0.99); if (i99 < NR * 0.99) i99++;
+			printf "%.3f %.3f %.3f\n", s / NR / 1000, v[i95] / 1000, v[i99] / 1000 }' || true)
+	peak=$(peak_of "$WORK/samples/$id.txt" "$(remote_role "$who")")
+	local wcpu=- wpct=- rss_a=- hwm_g=- acq=- acquired=- queries=- errors=- created=-
+	if [ $np = 1 ]; then
+		ticks1=$(proc_ticks "$WORKER_PID" 2>/dev/null || echo "$ticks0")
+		rss1=$(proc_rss "$WORKER_PID" 2>/dev/null || echo 0)
+		hwm1=$(proc_hwm "$WORKER_PID" 2>/dev/null || echo 0)
+		wcpu=$(awk -v a="$ticks0" -v b="$ticks1" -v h="$CLK_TCK" 'BEGIN {printf "%.2f", (b - a) / h}')
+		wpct=$(awk -v a="$ticks0" -v b="$ticks1" -v h="$CLK_TCK" -v t0="$t0" -v t1="$t1" 'BEGIN {printf "%.1f", 100 * (b - a) / h / (t1 - t0)}')
+		rss_a=$rss1
+		hwm_g=$((hwm1 - r0))
+		IFS='|' read -r acq acquired queries errors created < <(lval "SELECT round(acquire_wait_p95_ms::numeric, 4), acquired_total, queries_total, errors_total, created_total FROM netrun_pool.pool_stats WHERE name = '$pool'") || true
+		if [ "${errors:-0}" != 0 ]; then
+			problem "$id: pool_stats errors_total = $errors (last_error: $(lval "SELECT last_error FROM netrun_pool.pool_stats WHERE name = '$pool'"))"
+		fi
+		check_worker "$id"
+	fi
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+		"$who" "$s" "$c" "${tps:--}" "${xacts:--}" "${failed:--}" "${aborted:-0}" $lat "$peak" \
+		"$wcpu" "$wpct" "${r0:--}" "$rss_a" "$hwm_g" "$acq" "$acquired" "$queries" "$errors" "$created" "${note:--}" >>"$CELLS"
+	log "$(printf '%-6s %s c=%-3s tps %10s  p95 %8s ms  remote conns %3s%s' "$who" "$s" "$c" "${tps:--}" "$(echo "$lat" | cut -d' ' -f2)" "$peak" \
+		"$([ $np = 1 ] && echo "  worker cpu ${wpct}%  acquire p95 ${acq} ms")")"
+}
+
+# ----------------------------------------------------------------- cells
+# Scenario by scenario, then clients, the contestants side by side in time.
+if [ $MODE = quick ]; then
+	PLAN="S1:1,32 S2:1,32"
+	CONTESTANTS="np4 dblink direct"
+else
+	PLAN="S1:1,8,32,128 S2:1,8,32 S3:1,32 S4:1,8,32 S5:1,32"
+	CONTESTANTS="np4 np16 dblink cpc fdw pgb direct"
+fi
+in_plan() { # whether CONTESTANT runs at SCENARIO and CLIENTS
+	local who=$1 s=$2 c=$3
+	[ "$c" = 128 ] && [ "$s" = S1 ] && case $who in cpc | fdw) return 1 ;; esac
+	[ "$who" = cpc ] && [ "$c" -gt 8 ] && return 1
+	return 0
+}
+NCELLS=0
+log "running the cells ($MODE mode, $DURATION s each)"
+for item in $PLAN; do
+	s=${item%%:*}
+	for cc in $(echo "${item#*:}" | tr ',' ' '); do
+		for who in $CONTESTANTS; do
+			in_plan "$who" "$s" "$cc" || continue
+			run_cell "$who" "$s" "$cc"
+			NCELLS=$((NCELLS + 1))
+		done
+	done
+done
+
+# ------------------------------------------------------ idle cost (full)
+IDLE_DONE=0
+if [ $MODE = full ]; then
+	log "idle cost: 100 pools with pool_min 10 (1,000 idle connections)"
+	sleep 1
+	IDLE_RSS0=$(proc_rss "$WORKER_PID")
+	IDLE_T0=$SECONDS
+	lval "BEGIN; SELECT netrun_pool.register(format('idle%s', lpad(g::text, 3, '0')), '$(dsn bench_idle)', pool_max => 10, pool_min => 10, password_required => false) FROM generate_series(1, 100) g; COMMIT" >/dev/null
+	if wait_for 180 "SELECT count(*) FILTER (WHERE total = 10 AND status = 'healthy') FROM netrun_pool.pool_stats WHERE name LIKE 'idle%'" 100; then
+		IDLE_WARM_S=$((SECONDS - IDLE_T0))
+		sleep 3
+		IDLE_RSS1=$(proc_rss "$WORKER_PID")
+		IDLE_REMOTE=$(rval "SELECT count(*) FROM pg_stat_activity WHERE usename = 'bench_idle' AND application_name LIKE 'netrun_pool:%'")
+		IDLE_TOTAL=$(lval "SELECT sum(total) FROM netrun_pool.pool_stats")
+		tk0=$(proc_ticks "$WORKER_PID"); ns0=$(proc_ns "$WORKER_PID"); w0=$(date +%s.%N)
+		sleep 10
+		tk1=$(proc_ticks "$WORKER_PID"); ns1=$(proc_ns "$WORKER_PID"); w1=$(date +%s.%N)
+		IDLE_CPU_PCT=$(awk -v a="$tk0" -v b="$tk1" -v h="$CLK_TCK" -v t0="$w0" -v t1="$w1" 'BEGIN {printf "%.2f", 100 * (b - a) / h / (t1 - t0)}')
+		IDLE_CPU_NS_PCT=$(awk -v a="$ns0" -v b="$ns1" -v t0="$w0" -v t1="$w1" 'BEGIN {printf "%.3f", 100 * (b - a) / 1e9 / (t1 - t0)}')
+		IDLE_DONE=1
+		log "idle: $IDLE_REMOTE remote connections, worker CPU ${IDLE_CPU_PCT}% (stat) ${IDLE_CPU_NS_PCT}% (schedstat), RSS ${IDLE_RSS0} -> ${IDLE_RSS1} kB"
+	else
+		problem "idle test: the 100 pools did not all reach 10 healthy connections within 180 s ($(lval "SELECT count(*) FILTER (WHERE total = 10), sum(total), string_agg(DISTINCT status, ',') FROM netrun_pool.pool_stats WHERE name LIKE 'idle%'"))"
+	fi
+	lval "BEGIN; SELECT netrun_pool.unregister(name) FROM netrun_pool.connections WHERE name LIKE 'idle%'; COMMIT" >/dev/null
+	for _ in $(seq 600); do
+		[ "$(rval "SELECT count(*) FROM pg_stat_activity WHERE usename = 'bench_idle'")" = 0 ] && break
+		sleep 0.1
+	done
+	IDLE_LEFT=$(rval "SELECT count(*) FROM pg_stat_activity WHERE usename = 'bench_idle'")
+	[ "$IDLE_LEFT" = 0 ] || problem "idle test: $IDLE_LEFT remote connections still open 60 s after unregistering the 100 pools"
+	check_worker "the idle test"
+fi
+
+# the servers' logs: crashes and errors of netrun_pool
+grep -E 'terminated by signal|PANIC|was terminated|netrun_pool worker.*exit' "$WORK/local.log" >"$WORK/out/local_log_alerts.txt" || true
+if [ -s "$WORK/out/local_log_alerts.txt" ]; then
+	problem "local server log: $(wc -l <"$WORK/out/local_log_alerts.txt") crash/exit lines, first: $(head -1 "$WORK/out/local_log_alerts.txt" | cut -c1-200)"
+fi
+LOCAL_ERRORS=$(grep -c ' ERROR: ' "$WORK/local.log" || true)
+REMOTE_ERRORS=$(grep -c ' ERROR: ' "$WORK/remote.log" || true)
+
+# ----------------------------------------------------------------- report
+PG_VERSION=$(lval "SELECT current_setting('server_version')")
+BOUNCER_VERSION=$(/usr/sbin/pgbouncer --version | head -1)
+CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+NCPU=$(nproc)
+MEM_GB=$(awk '/^MemTotal/ {printf "%.0f", $2 / 1048576}' /proc/meminfo)
+ELAPSED=$((SECONDS - T0))
+
+export S4_BYTES
+# value CONTESTANT SCENARIO CLIENTS COLUMN: one figure from the cells, or empty
+value() {
+	awk -F'\t' -v w="$1" -v s="$2" -v c="$3" -v col="$4" '
+		NR == 1 { for (i = 1; i <= NF; i++) idx[$i] = i; next }
+		$1 == w && $2 == s && $3 == c { v = $(idx[col]); if (v != "-") print v; exit }' "$CELLS"
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print ""; else printf "%.2f", a / b }'; }
+fmt_int() { awk -v v="$1" 'BEGIN { if (v == "") print "–"; else { s = sprintf("%.0f", v); o = ""; while (length(s) > 3) { o = "," substr(s, length(s) - 2) o; s = substr(s, 1, length(s) - 3) } print s o } }'; }
+
+TARGETS=$WORK/out/targets.md
+: >"$TARGETS"
+target() { # target TEXT MEASURED OK(1/0/empty = not measured)
+	local res
+	case $3 in 1) res=PASS ;; 0) res=FAIL ;; *) res="not run" ;; esac
+	printf '| %s | %s | **%s** |\n' "$1" "$2" "$res" >>"$TARGETS"
+}
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "") print ""; else print (a + 0 >= b + 0) ? 1 : 0 }'; }
+lt() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "") print ""; else print (a + 0 < b + 0) ? 1 : 0 }'; }
+
+for s in S1 S2; do
+	r=$(ratio "$(value np4 $s 1 tps)" "$(value dblink $s 1 tps)")
+	extra=
+	r16=$(ratio "$(value np16 $s 1 tps)" "$(value dblink $s 1 tps)")
+	[ -n "$r16" ] && extra=" (pool_max 16: ${r16}×)"
+	target "c=1, $s: netrun_pool tps ≥ 0.8× persistent dblink" "${r:-–}×$extra" "$(ge "$r" 0.8)"
+done
+for s in S1 S2; do
+	r=$(ratio "$(value np4 $s 32 tps)" "$(value dblink $s 32 tps)")
+	target "c=32, $s: netrun_pool (pool_max 4) tps ≥ 1.0× persistent dblink" "${r:-–}×" "$(ge "$r" 1.0)"
+done
+for s in S1 S2; do
+	pn=$(value np4 $s 32 peak_conns)
+	pd=$(value dblink $s 32 peak_conns)
+	ok=
+	[ -n "$pn" ] && [ -n "$pd" ] && ok=$([ "$pn" -le 4 ] && [ "$pd" -eq 32 ] && echo 1 || echo 0)
+	target "c=32, $s: remote connections, netrun_pool ≤ 4 and dblink = 32" "netrun_pool ${pn:-–}, dblink ${pd:-–}" "$ok"
+done
+for s in S1 S2; do
+	r=$(ratio "$(value np4 $s 1 tps)" "$(value cpc $s 1 tps)")
+	target "c=1, $s: netrun_pool ≥ 100× dblink connect-per-call" "${r:-–}×" "$(ge "$r" 100)"
+	r=$(ratio "$(value np4 $s 1 tps)" "$(value fdw $s 1 tps)")
+	target "c=1, $s: netrun_pool ≥ 2.5× postgres_fdw" "${r:-–}×" "$(ge "$r" 2.5)"
+done
+r=$(ratio "$(value np4 S4 1 tps)" "$(value dblink S4 1 tps)")
+extra=
+for c in 8 32; do
+	rc=$(ratio "$(value np4 S4 $c tps)" "$(value dblink S4 $c tps)")
+	[ -n "$rc" ] && extra="$extra; c=$c: ${rc}×"
+done
+target "S4 (c=1): netrun_pool throughput ≥ 0.8× dblink" "${r:-–}×$extra" "$(ge "$r" 0.8)"
+S4_HWM=$(awk -F'\t' 'NR > 1 && $2 == "S4" && $12 != "-" && $16 != "-" { if ($16 + 0 > m) m = $16 + 0; n++ } END { if (n) print m }' "$CELLS")
+S4_HWM_MB=$(awk -v k="$S4_HWM" 'BEGIN { if (k != "") printf "%.1f", k / 1024 }')
+target "S4: worker RSS growth < 16 MB (peak VmHWM − RSS before, worst S4 run)" "${S4_HWM_MB:-–} MB" "$(lt "$S4_HWM_MB" 16)"
+ACQ=$(awk -F'\t' 'NR > 1 && (($1 == "np4" && $3 <= 4) || ($1 == "np16" && $3 <= 16)) && $17 != "-" { n++; if ($17 + 0 > m) { m = $17 + 0; w = $1 " " $2 " c=" $3 } } END { if (n) printf "%s %s (%d runs)\n", m, w, n }' "$CELLS")
+target "acquire_wait_p95_ms < 0.05 while c ≤ pool_max (worst run)" "${ACQ:-–} ms" "$(lt "${ACQ%% *}" 0.05)"
+if [ $IDLE_DONE = 1 ]; then
+	target "idle: 1,000 idle pooled connections in 100 pools cost the worker < 1% CPU" "${IDLE_CPU_PCT}% of a core (/proc/stat ticks; ${IDLE_CPU_NS_PCT}% by schedstat), $IDLE_REMOTE connections" "$(lt "$IDLE_CPU_PCT" 1)"
+else
+	target "idle: 1,000 idle pooled connections in 100 pools cost the worker < 1% CPU" "– (full mode only)" ""
+fi
+PER_CONN_16=$(awk -v a="$RSS_P4" -v b="$RSS_P16" 'BEGIN {printf "%.0f", (b - a) / 16}')
+PER_CONN_IDLE=
+[ $IDLE_DONE = 1 ] && PER_CONN_IDLE=$(awk -v a="$IDLE_RSS0" -v b="$IDLE_RSS1" 'BEGIN {printf "%.0f", (b - a) / 1000}')
+BACKEND_FIRST=$((BACKEND_RSS_ONE - BACKEND_RSS_BASE))
+BACKEND_SECOND=$((BACKEND_RSS_TWO - BACKEND_RSS_ONE))
+PER_CONN=${PER_CONN_IDLE:-$PER_CONN_16}
+target "memory per pooled connection lower than a backend-held libpq (dblink) connection" "worker ${PER_CONN} kB per connection ($([ -n "$PER_CONN_IDLE" ] && echo "1,000 idle connections; 16 of p16: $PER_CONN_16 kB" || echo "the 16 of p16")); backend: ${BACKEND_FIRST} kB for its first, ${BACKEND_SECOND} kB for one more" "$(lt "$PER_CONN" "$BACKEND_SECOND")"
+
+# the summary table
+SUMMARY=$WORK/out/summary.md
+{
+	echo "netrun_pool bench, $MODE mode, $DATE: $NCPU cores ($CPU_MODEL), PostgreSQL $PG_VERSION, loopback; $DURATION s per cell."
+	echo "tps = transactions per second (S4: rows per second); conns = the remote's connections at c=32 (S1), peak of samples every 100 ms."
+	echo
+	echo "| contestant | S1 c=1 | S1 c=32 | S1 c=128 | S1 p95 ms c=1 | S2 c=1 | S2 c=32 | S3 c=32 | S4 rows/s c=1 | S5 c=32 | conns c=32 |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	for who in $CONTESTANTS; do
+		s4=$(value "$who" S4 1 tps)
+		[ -n "$s4" ] && s4=$(awk -v v="$s4" 'BEGIN {print v * 100000}')
+		printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$(label "$who")" \
+			"$(fmt_int "$(value "$who" S1 1 tps)")" "$(fmt_int "$(value "$who" S1 32 tps)")" \
+			"$(fmt_int "$(value "$who" S1 128 tps)")" "$(value "$who" S1 1 p95_ms || true)" \
+			"$(fmt_int "$(value "$who" S2 1 tps)")" "$(fmt_int "$(value "$who" S2 32 tps)")" \
+			"$(fmt_int "$(value "$who" S3 32 tps)")" "$(fmt_int "$s4")" \
+			"$(fmt_int "$(value "$who" S5 32 tps)")" "$(value "$who" S1 32 peak_conns || true)"
+	done | sed 's/|  |/| – |/g; s/|  |/| – |/g'
+	echo
+	echo "| target | measured | result |"
+	echo "|---|---|---|"
+	cat "$TARGETS"
+} >"$SUMMARY"
+
+# the chart data
+for who in np4 np16 dblink cpc fdw pgb direct; do
+	for s in S1 S2 S3 S4 S5; do
+		awk -F'\t' -v w="$who" -v s="$s" 'NR > 1 && $1 == w && $2 == s && $4 != "-" { print $3, (s == "S4" ? $4 * 100000 : $4) }' "$CELLS" | sort -n >"$WORK/chart/${s}_$who.dat"
+	done
+	awk -F'\t' -v w="$who" 'NR > 1 && $1 == w && $2 == "S1" { print $3, ($11 > 0 ? $11 : 0.9) }' "$CELLS" | sort -n >"$WORK/chart/conns_$who.dat"
+done
+mkdir -p "$bench/results"
+PANELS=$(awk -F'\t' 'NR > 1 && $4 != "-" { sub("S", "", $2); seen[$2] = 1 } END { for (i = 1; i <= 5; i++) if (i in seen) printf "%s%d", (n++ ? " " : ""), i }' "$CELLS")
+gnuplot -e "dir='$WORK/chart'; panels='$PANELS'; out='$RESULT_BASE.png'; heading='netrun\\_pool bench, $MODE mode, $DATE ($NCPU cores, PostgreSQL $PG_VERSION, loopback, $DURATION s per cell)'" \
+	"$bench/chart.gp" 2>"$WORK/out/gnuplot.err" || problem "gnuplot failed: $(head -3 "$WORK/out/gnuplot.err")"
+
+# the full tables
+cell_table() { # cell_table SCENARIO
+	echo "| contestant | c | tps | avg ms | p95 ms | p99 ms | remote conns (peak) | transactions | failed | worker CPU s | worker CPU % | worker CPU µs per call | worker RSS before → after kB | worker HWM growth kB | acquire_wait_p95_ms |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
+	awk -F'\t' -v s="$1" 'NR > 1 && $2 == s' "$CELLS" | sort -t"$(printf '\t')" -k3,3n -s |
+		while IFS=$'\t' read -r who sc c tps xacts failed aborted avg p95 p99 peak wcpu wpct r0 r1 hwm acq acquired queries errors created note; do
+			fail="$failed"
+			[ "$aborted" != 0 ] && fail="$failed, $aborted clients aborted"
+			printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$(label "$who")" "$c" "$(fmt_int "$tps")" \
+				"$avg" "$p95" "$p99" "$peak" "$xacts" "$fail" "$wcpu" "$wpct" \
+				"$(awk -v w="$wcpu" -v q="$queries" 'BEGIN { if (w == "-" || q == "-" || q + 0 == 0) print "-"; else printf "%.0f", w * 1e6 / q }')" \
+				"$([ "$r0" = - ] && echo – || echo "$r0 → $r1")" "$hwm" "$acq"
+		done | sed 's/| - |/| – |/g; s/| - |/| – |/g'
+}
+s4_table() {
+	echo "| contestant | c | transactions/s | rows/s | MB/s | avg ms | p95 ms | worker RSS growth (HWM) kB |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+	awk -F'\t' 'NR > 1 && $2 == "S4" && $4 != "-"' "$CELLS" | sort -t"$(printf '\t')" -k3,3n -s |
+		while IFS=$'\t' read -r who sc c tps xacts failed aborted avg p95 p99 peak wcpu wpct r0 r1 hwm rest; do
+			printf '| %s | %s | %.2f | %s | %.1f | %s | %s | %s |\n' "$(label "$who")" "$c" "$tps" \
+				"$(fmt_int "$(awk -v t="$tps" 'BEGIN {print t * 100000}')")" \
+				"$(awk -v t="$tps" -v b="$S4_BYTES" 'BEGIN {print t * b / 1e6}')" "$avg" "$p95" "$([ "$hwm" = - ] && echo – || echo "$hwm")"
+		done
+}
+
+REPORT=$RESULT_BASE.md
+{
+	echo "# netrun_pool bench: $DATE ($MODE mode)"
+	echo
+	echo "Made by \`$( [ $MODE = quick ] && echo 'QUICK=1 ')bash bench/run.sh\` in $((ELAPSED / 60)) min $((ELAPSED % 60)) s; chart: [\`$(basename "$RESULT_BASE").png\`]($(basename "$RESULT_BASE").png)."
+	echo
+	echo "<!-- bench:summary:start -->"
+	cat "$SUMMARY"
+	echo "<!-- bench:summary:end -->"
+	echo
+	echo "![tps by clients, per scenario, and the remote connections held]($(basename "$RESULT_BASE").png)"
+	echo
+	echo "## Setup"
+	echo
+	echo "- Machine: $NCPU cores ($CPU_MODEL), $MEM_GB GB of memory. Everything runs on this one machine, over loopback TCP: pgbench, the local server, the remote server, pgbouncer. With 2 cores, the c=8 and above cells measure CPU contention as much as anything: pgbench, the local backends, the netrun_pool worker, pgbouncer and the remote backends share them."
+	echo "- PostgreSQL $PG_VERSION (local and remote), $BOUNCER_VERSION, pgbench from PostgreSQL $PG_VERSION; netrun_pool built from this tree without asserts (\`make\`, PGXS's -O2)."
+	echo "- Remote: table \`t (id int PRIMARY KEY, payload text)\`, 1,000,000 rows with a 96-character payload, all in shared_buffers (512 MB); \`ins (id bigserial PRIMARY KEY, v int)\` for S5; \`max_connections = 1200\`, \`synchronous_commit = off\` (S5 measures the call path, not the disk's fsync), \`autovacuum = off\`, \`jit = off\`."
+	echo "- Local: \`shared_preload_libraries = 'netrun_pool'\`, \`max_connections = 200\`, \`max_worker_processes = 16\`, \`netrun_pool.max_pools = 128\`, \`netrun_pool.max_connections = 2000\`, \`max_files_per_process = 6000\` (and the server's soft descriptor limit raised to 16384: the worker holds one descriptor per remote connection, and with PostgreSQL's defaults it gets about a third of \`max_files_per_process = 1000\`), \`jit = off\` (else postgres_fdw's S4 plan is JIT-compiled on every call), \`autovacuum = off\`; other settings default (\`work_mem = 4MB\`: S4's tuplestores spill to disk for every contestant)."
+	echo "- Each contestant has its own role on the remote, so the remote's \`pg_stat_activity\` tells them apart (client backends, sampled every 100 ms; the sampler itself and netrun_pool's health probes, one connection per pool, application_name \`netrun_pool_probe:NAME\`, are left out)."
+	echo
+	echo "| contestant | how a call reaches the remote |"
+	echo "|---|---|"
+	echo "| netrun_pool, pool_max 4 / 16 | \`netrun_pool.fetchval / query / exec('p4' or 'p16', ...)\`; the pools registered with pool_min = pool_max, \`acquire_timeout_ms => 60000\`; \`reset_stats()\` before each run |"
+	echo "| dblink, persistent connection | \`dblink_connect('bench', connstr)\` in each pgbench client's first transaction, then \`dblink('bench', sql)\` / \`dblink_exec\` |"
+	echo "| dblink, connect per call | \`dblink(connstr, sql)\` / \`dblink_exec(connstr, sql)\`: a new remote connection for every call |"
+	echo "| postgres_fdw | foreign tables \`f_t\`, \`f_ins\`, and \`f_one\` over the remote view \`one\` (\`SELECT 1 AS x\`) for S1; default options (fetch_size 100); S4 with \`OFFSET 0\` so that the aggregate stays local and the rows travel |"
+	echo "| dblink via pgbouncer (pool 4) | as \"dblink, persistent\", but to pgbouncer (transaction mode, default_pool_size 4) in front of the remote |"
+	echo "| pgbench direct to the remote | the same SQL sent by pgbench to the remote itself: the physical limit (S4: the 100,000 rows go to pgbench) |"
+	echo
+	echo "The exact scripts are in \`bench/pgbench/\`. pgbench: \`-n -M simple -T $DURATION -c C -j min(C,2) -l\`."
+	echo "Latencies (avg, p95, p99) come from pgbench's per-transaction log, leaving out each client's first transaction (the one where dblink and postgres_fdw connect, and netrun_pool makes its channel); tps is pgbench's (without initial connection time)."
+	if [ $MODE = quick ]; then
+		echo "Quick mode: S1 and S2 at c = 1 and 32, three contestants (netrun_pool pool_max 4, persistent dblink, direct), $DURATION s per cell; no idle test."
+	else
+		echo "To stay within 15 minutes, not every cell runs: S1, S2 and S4 at c = 1, 8, 32; S3 and S5 at c = 1 and 32; S1 also at c = 128 (all but connect-per-call dblink and postgres_fdw); connect-per-call dblink only at c ≤ 8. $NCELLS cells of $DURATION s."
+	fi
+	echo
+	echo "## Results by scenario"
+	for s in S1 S2 S3 S4 S5; do
+		grep -q "	$s	" "$CELLS" || continue
+		case $s in
+		S1) t="S1: \`SELECT 1\` round trip" ;; S2) t="S2: one row by primary key" ;;
+		S3) t="S3: 100 rows" ;; S4) t="S4: a 100,000-row result" ;; S5) t="S5: an INSERT of one row" ;;
+		esac
+		echo
+		echo "### $t"
+		echo
+		cell_table "$s"
+		if [ $s = S4 ]; then
+			echo
+			echo "Throughput (MB/s counts the rows' text as it travels: $(fmt_int "$S4_BYTES") bytes of id and payload per 100,000-row result):"
+			echo
+			s4_table
+		fi
+	done
+	echo
+	echo "Worker columns (netrun_pool runs only): CPU from \`/proc/<worker pid>/stat\` (utime + stime) over the run, as seconds, as a share of one core, and per call (\`queries_total\`); RSS from \`/proc/<pid>/status\` before and after; HWM growth = VmHWM after the run (reset with \`clear_refs\` before it) minus VmRSS before. \`acquire_wait_p95_ms\` from \`netrun_pool.pool_stats\`."
+	echo
+	echo "## Memory per connection"
+	echo
+	echo "| what | RSS |"
+	echo "|---|---:|"
+	echo "| netrun_pool worker, no pools | $RSS_NO_POOLS kB |"
+	echo "| … with p4 (4 pooled connections + 1 probe) | $RSS_P4 kB |"
+	echo "| … with p16 too (16 + 1 more) | $RSS_P16 kB: **$PER_CONN_16 kB per pooled connection** (probe included in the delta) |"
+	if [ $IDLE_DONE = 1 ]; then
+		echo "| … before the idle test (after all the runs) | $IDLE_RSS0 kB |"
+		echo "| … with 100 more pools of 10 idle connections (1,000 + 100 probes) | $IDLE_RSS1 kB: **$PER_CONN_IDLE kB per pooled connection** |"
+	fi
+	echo "| a local backend, dblink loaded, no connection | $BACKEND_RSS_BASE kB |"
+	echo "| … holding one dblink connection (after one \`SELECT 1\` on it) | $BACKEND_RSS_ONE kB: **$BACKEND_FIRST kB** for its first connection |"
+	echo "| … holding a second one | $BACKEND_RSS_TWO kB: **$BACKEND_SECOND kB** for one more |"
+	echo
+	echo "Not counted on either side: each remote connection also costs a backend on the remote. netrun_pool's point is that it needs fewer of them (see the remote connections columns)."
+	if [ $IDLE_DONE = 1 ]; then
+		echo
+		echo "## Idle cost"
+		echo
+		echo "100 pools registered in one transaction, each \`pool_min => 10, pool_max => 10\`, against the remote (user bench_idle); warm (all 1,000 connections open and every pool healthy) after $IDLE_WARM_S s; then 10 s of nothing, with the default \`health_interval_ms\` (10 s: one probe per pool in that window) and p4 and p16 still registered:"
+		echo
+		echo "- remote connections held: $IDLE_REMOTE (pool_stats total over all pools: $IDLE_TOTAL)"
+		echo "- worker CPU over the 10 s: **${IDLE_CPU_PCT}%** of one core by \`/proc/<pid>/stat\` (10 ms ticks), ${IDLE_CPU_NS_PCT}% by \`/proc/<pid>/schedstat\` (ns)"
+		echo "- worker RSS: $IDLE_RSS0 kB → $IDLE_RSS1 kB"
+		echo "- afterwards the 100 pools were unregistered; remote connections of bench_idle left after that: $IDLE_LEFT"
+	fi
+	echo
+	echo "## Problems seen"
+	echo
+	if [ -s "$PROBLEMS" ]; then sed 's/^/- /' "$PROBLEMS"; else echo "None: no pgbench client aborted, no netrun_pool call failed (pool_stats errors_total = 0 in every run), the worker kept its pid, and the local log has no crash."; fi
+	echo
+	echo "ERROR lines in the server logs: local $LOCAL_ERRORS, remote $REMOTE_ERRORS."
+	echo
+	echo "## Raw cells"
+	echo
+	echo '```'
+	column -t -s"$(printf '\t')" "$CELLS" 2>/dev/null || cat "$CELLS"
+	echo '```'
+} >"$REPORT"
+
+echo
+cat "$SUMMARY"
+echo
+echo "results: $REPORT"
+echo "chart:   $RESULT_BASE.png"
+log "done in $((ELAPSED / 60)) min $((ELAPSED % 60)) s"
