@@ -1076,19 +1076,15 @@ CREATE TABLE netrun_pool.tenant_routes (
 REVOKE ALL ON netrun_pool.tenant_routes FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('netrun_pool.tenant_routes', '');
 
--- A tenant as current_tenant() returns it: under tenant_id_format = uuid,
--- set_tenant() stores the canonical lower-case form, so routes and
--- look-ups use it too.  Anything else is kept as given (and, being no
--- tenant set_tenant() accepts, matches no route).
-CREATE FUNCTION netrun_pool._route_key(tenant text)
+-- A tenant as current_tenant() returns it (set_tenant()'s own check and
+-- canonical form, in C): routes and look-ups use it.  With strict, a
+-- tenant set_tenant() would refuse is its error; otherwise it is kept as
+-- given, and matches no route.
+CREATE FUNCTION netrun_pool._normalize_tenant(tenant text, strict boolean)
 RETURNS text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN current_setting('netrun_pool.tenant_id_format', true) = 'uuid'
-                 AND tenant ~* '^[{]?[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}[}]?$'
-                THEN tenant::uuid::text ELSE tenant END
-$$;
+AS 'MODULE_PATHNAME', 'netrun_normalize_tenant'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+
 
 -- Route a tenant to a connection (a new route, or a changed one).
 CREATE FUNCTION netrun_pool.route_tenant(tenant text, connection text)
@@ -1109,15 +1105,8 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     -- A route for a tenant that set_tenant() would refuse could never be
-    -- used.  Only the UUID format is checked here (the others are checked
-    -- in C, by set_tenant() alone).
-    route_key := netrun_pool._route_key(tenant);
-    IF current_setting('netrun_pool.tenant_id_format', true) = 'uuid'
-       AND route_key !~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
-        RAISE EXCEPTION 'invalid tenant id for netrun_pool.tenant_id_format "uuid"'
-            USING ERRCODE = 'invalid_text_representation',
-                  DETAIL = 'A tenant id is a UUID such as 6f1c1f4e-8a1b-4c2d-9e3f-0a1b2c3d4e5f.';
-    END IF;
+    -- used: the same check, in the same words.
+    route_key := netrun_pool._normalize_tenant(tenant, true);
     IF connection IS NULL THEN
         RAISE EXCEPTION 'netrun_pool connection name must not be null'
             USING ERRCODE = 'null_value_not_allowed';
@@ -1144,7 +1133,7 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     DELETE FROM netrun_pool.tenant_routes r
-     WHERE r.tenant = netrun_pool._route_key(unroute_tenant.tenant);
+     WHERE r.tenant = netrun_pool._normalize_tenant(unroute_tenant.tenant, false);
     IF NOT FOUND THEN
         RAISE NOTICE 'tenant "%" has no route, skipping', tenant;
     END IF;
@@ -1162,8 +1151,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce(
         (SELECT r.connection FROM netrun_pool.tenant_routes r
-          WHERE r.tenant = netrun_pool._route_key(coalesce(tenant_connection.tenant,
-                                                            netrun_pool.current_tenant()))),
+          WHERE r.tenant = netrun_pool._normalize_tenant(coalesce(tenant_connection.tenant,
+                                                                   netrun_pool.current_tenant()), false)),
         nullif(current_setting('netrun_pool.default_tenant_connection', true), ''))
 $$;
 

@@ -48,6 +48,7 @@ PG_FUNCTION_INFO_V1(netrun_clear_tenant);
 PG_FUNCTION_INFO_V1(netrun_current_tenant);
 PG_FUNCTION_INFO_V1(netrun_tenant_schema);
 PG_FUNCTION_INFO_V1(netrun_validate_schema_name);
+PG_FUNCTION_INFO_V1(netrun_normalize_tenant);
 
 #define TENANT_GUC			"netrun_pool.tenant_id"
 #define TENANT_MAX_LEN		255
@@ -138,7 +139,7 @@ tenant_format_name(void)
  * '-', at most 63; text: 1 to 255 bytes without control characters.
  */
 static char *
-tenant_normalize(const char *in)
+tenant_normalize_ext(const char *in, bool raise)
 {
 	int			len = strlen(in);
 	bool		ok = len > 0 && len <= TENANT_MAX_LEN;
@@ -174,6 +175,8 @@ tenant_normalize(const char *in)
 				ok = !iscntrl((unsigned char) in[i]);
 			break;
 	}
+	if (!ok && !raise)
+		return NULL;
 	if (!ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
@@ -188,6 +191,26 @@ tenant_normalize(const char *in)
 						   "A tenant id is 1 to 63 lowercase letters, digits, '_' or '-', starting with a letter or digit." :
 						   "A tenant id is 1 to 255 bytes without control characters.")));
 	return out;
+}
+
+static char *
+tenant_normalize(const char *in)
+{
+	return tenant_normalize_ext(in, true);
+}
+
+/*
+ * _normalize_tenant(tenant, strict): the tenant as set_tenant() would
+ * store it (tenant routes are keyed by it).  Strict: an invalid tenant is
+ * set_tenant()'s error; otherwise it comes back as given, to match nothing.
+ */
+Datum
+netrun_normalize_tenant(PG_FUNCTION_ARGS)
+{
+	char	   *in = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *out = tenant_normalize_ext(in, PG_GETARG_BOOL(1));
+
+	PG_RETURN_TEXT_P(cstring_to_text(out ? out : in));
 }
 
 /*
