@@ -54,10 +54,15 @@
 /* Calls between two probes before their error rate counts. */
 #define MIN_CALLS_FOR_RATE	10
 
+static uint64 probe_serials = 0;
+
 void
 health_init(HealthProbe *p, int stats_index)
 {
+	uint64		serial = p->serial;
+
 	memset(p, 0, sizeof(*p));
+	p->serial = serial;
 	p->stats_index = stats_index;
 	p->lag_ms = -1;
 	p->next_at = 0;				/* probe at once */
@@ -291,6 +296,7 @@ probe_start(HealthProbe *p, struct Pool *pool, const NetrunPoolSlot *settings,
 		p->fresh = true;
 		snprintf(appname, sizeof(appname), "netrun_pool_probe:%s", settings->name);
 		p->conn = pool_connect_start(pool, appname, &error, &local);
+		p->serial = ++probe_serials;
 		if (p->conn == NULL && local)
 		{
 			/*

@@ -26,6 +26,7 @@ typedef enum ProbeState
 typedef struct HealthProbe
 {
 	PGconn	   *conn;			/* its own connection, never a caller's */
+	uint64		serial;			/* bumped at every new connection (event set) */
 	ProbeState	state;
 	PostgresPollingStatusType poll;
 	bool		want_write;

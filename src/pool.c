@@ -79,6 +79,7 @@ typedef struct RemoteConn
 	TimestampTz created_at;
 	TimestampTz idle_since;		/* when it last became idle */
 	struct Request *req;		/* while BUSY */
+	uint64		serial;			/* unique for the worker's life (event set) */
 
 	/*
 	 * Pins: a begin() transaction (pin_txn) or a session-mode session
@@ -147,6 +148,7 @@ typedef struct Request
 	int32		batch_rows;
 	StringInfoData out;			/* the message being sent */
 	bool		out_pending;
+	bool		out_is_rowdesc; /* out holds the row description, held back */
 	StringInfoData final;		/* the last message: 'C' or 'E' */
 	bool		final_ready;	/* remote work over; final is complete */
 	char	   *tag;
@@ -177,6 +179,7 @@ typedef struct ChannelState
 } ChannelState;
 
 static MemoryContext pool_context = NULL;
+static uint64 conn_serials = 0;	/* RemoteConn and probe connection serials */
 static dlist_head all_pools = DLIST_STATIC_INIT(all_pools);
 static ChannelState *channels = NULL;
 
@@ -395,6 +398,7 @@ conn_start(Pool *pool, char **error)
 
 	STATS_BUMP(pool->stats_index, created_total);
 	rc = MemoryContextAllocZero(pool_context, sizeof(RemoteConn));
+	rc->serial = ++conn_serials;
 	rc->pool = pool;
 	rc->conn = conn;
 	rc->state = CONN_CONNECTING;
@@ -610,12 +614,23 @@ request_pump(Request *req)
 	{
 		if (req->out_pending)
 		{
-			shm_mq_result res = shm_mq_send(cs->ch.response, req->out.len,
-											req->out.data, true, true);
+			shm_mq_result res;
+
+			/*
+			 * The row description waits for the first batch of rows or the
+			 * end of the call, so that a small result reaches the backend
+			 * in one wake-up instead of one per message.
+			 */
+			if (req->out_is_rowdesc && !req->final_ready &&
+				req->batch.len < CHANNEL_BATCH_BYTES)
+				return true;
+			res = shm_mq_send(cs->ch.response, req->out.len, req->out.data,
+							  true, true);
 
 			if (res != SHM_MQ_SUCCESS)
 				return false;
 			req->out_pending = false;
+			req->out_is_rowdesc = false;
 			resetStringInfo(&req->out);
 		}
 		if (req->batch_rows > 0 &&
@@ -644,7 +659,8 @@ request_pump(Request *req)
 static bool
 request_may_read(Request *req)
 {
-	return !req->out_pending && req->batch.len < CHANNEL_BATCH_BYTES;
+	return (!req->out_pending || req->out_is_rowdesc) &&
+		req->batch.len < CHANNEL_BATCH_BYTES;
 }
 
 static void
@@ -662,6 +678,7 @@ request_add_rowdesc(Request *req, const PGresult *res)
 		appendStringInfoChar(&req->out, '\0');
 	}
 	req->out_pending = true;
+	req->out_is_rowdesc = true;
 	req->sent_rowdesc = true;
 }
 
@@ -2375,20 +2392,74 @@ conn_on_event(RemoteConn *rc)
 }
 
 /*
+ * The worker's event set is kept from one turn to the next while it would
+ * be built the same: the same connections (told apart by serial, not by
+ * address), their same sockets, waiting for the same events.  Most turns
+ * of a busy pool then cost one epoll_wait instead of a new epoll instance
+ * and a registration per socket.  A set watching a connection that is
+ * still connecting is never kept: libpq may close its socket and open the
+ * next address's under the same number, which the kernel drops from the
+ * set without a word.
+ */
+typedef struct WatchEntry
+{
+	void	   *target;			/* a RemoteConn, or the Pool whose probe it is */
+	uint64		serial;
+	pgsocket	sock;
+	uint32		events;
+	bool		probe;
+} WatchEntry;
+
+static WaitEventSet *watch_set = NULL;
+static WatchEntry *watch = NULL;	/* in pool_context; by position - 2 */
+static int	nwatch = 0;
+static bool watch_keep = false;
+
+/* What the set should wait for on a connection's socket (0: nothing). */
+static uint32
+conn_wait_events(RemoteConn *rc)
+{
+	uint32		ev = 0;
+
+	switch (rc->state)
+	{
+		case CONN_CONNECTING:
+			ev = rc->poll == PGRES_POLLING_READING ?
+				WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE;
+			break;
+		case CONN_SETUP:
+		case CONN_RESETTING:
+			ev = WL_SOCKET_READABLE;
+			break;
+		case CONN_BUSY:
+			/* back-pressure: a blocked backend stops the reading */
+			if (rc->req && request_may_read(rc->req))
+				ev = WL_SOCKET_READABLE;
+			break;
+		case CONN_IDLE:
+		case CONN_PINNED:
+			break;
+	}
+	if (rc->want_write)
+		ev |= WL_SOCKET_WRITEABLE;
+	return ev;
+}
+
+/*
  * One turn: serve the channels, then wait (at most max_wait_ms) for the
  * latch or any socket with work in progress, and advance what is ready.
  */
 void
 pool_run_once(long max_wait_ms)
 {
-	WaitEventSet *set;
 	WaitEvent  *events;
-	Pool	  **probe_of;		/* by event position: whose probe, or NULL */
-	int			nevents = 2;
+	WatchEntry *want;
+	int			nwant = 0;
+	int			maxwant = 0;
+	bool		keep = true;
 	int			nfired;
 	long		timeout;
 	dlist_iter	it;
-	MemoryContext cxt = CurrentMemoryContext;
 
 	pool_service_channels();
 	timeout = pool_check_deadlines();
@@ -2397,17 +2468,9 @@ pool_run_once(long max_wait_ms)
 
 	/* each pool's connections, and its health probe */
 	dlist_foreach(it, &all_pools)
-		nevents += dlist_container(Pool, node, it.cur)->nconns + 1;
-	probe_of = palloc0(sizeof(Pool *) * nevents);
-
-	/*
-	 * The event set's own descriptor comes from a slot held in reserve, so
-	 * connections can never take the last one and wedge the loop.
-	 */
-	ReleaseExternalFD();
-	set = CreateWaitEventSet(cxt, nevents);
-	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		maxwant += dlist_container(Pool, node, it.cur)->nconns + 1;
+	/* zeroed: entries are compared with memcmp, padding included */
+	want = palloc0(sizeof(WatchEntry) * Max(maxwant, 1));
 	dlist_foreach(it, &all_pools)
 	{
 		Pool	   *pool = dlist_container(Pool, node, it.cur);
@@ -2415,60 +2478,92 @@ pool_run_once(long max_wait_ms)
 		uint32		probe_ev = health_wait_events(&pool->probe);
 
 		if (probe_ev != 0)
-			probe_of[AddWaitEventToSet(set, probe_ev, PQsocket(pool->probe.conn),
-									   NULL, NULL)] = pool;
+		{
+			WatchEntry *w = &want[nwant++];
 
+			w->target = pool;
+			w->serial = pool->probe.serial;
+			w->sock = PQsocket(pool->probe.conn);
+			w->events = probe_ev;
+			w->probe = true;
+			if (pool->probe.state == PROBE_CONNECTING)
+				keep = false;
+		}
 		dlist_foreach(cit, &pool->conns)
 		{
 			RemoteConn *rc = dlist_container(RemoteConn, node, cit.cur);
-			uint32		ev = 0;
+			uint32		ev = conn_wait_events(rc);
+			WatchEntry *w;
 
-			switch (rc->state)
-			{
-				case CONN_CONNECTING:
-					ev = rc->poll == PGRES_POLLING_READING ?
-						WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE;
-					break;
-				case CONN_SETUP:
-				case CONN_RESETTING:
-					ev = WL_SOCKET_READABLE;
-					break;
-				case CONN_BUSY:
-					/* back-pressure: a blocked backend stops the reading */
-					if (rc->req && request_may_read(rc->req))
-						ev = WL_SOCKET_READABLE;
-					break;
-				case CONN_IDLE:
-				case CONN_PINNED:
-					break;
-			}
-			if (rc->want_write)
-				ev |= WL_SOCKET_WRITEABLE;
-			if (ev != 0 && PQsocket(rc->conn) != PGINVALID_SOCKET)
-				AddWaitEventToSet(set, ev, PQsocket(rc->conn), NULL, rc);
+			if (ev == 0 || PQsocket(rc->conn) == PGINVALID_SOCKET)
+				continue;
+			w = &want[nwant++];
+			w->target = rc;
+			w->serial = rc->serial;
+			w->sock = PQsocket(rc->conn);
+			w->events = ev;
+			if (rc->state == CONN_CONNECTING)
+				keep = false;
 		}
 	}
 
-	events = palloc(sizeof(WaitEvent) * nevents);
-	nfired = WaitEventSetWait(set, timeout, events, nevents, PG_WAIT_EXTENSION);
+	if (watch_set == NULL || !watch_keep || nwant != nwatch ||
+		memcmp(want, watch, sizeof(WatchEntry) * nwant) != 0)
+	{
+		MemoryContext old;
+
+		/*
+		 * The set's own descriptor comes from a slot held in reserve, so
+		 * connections can never take the last one and wedge the loop.
+		 */
+		if (watch_set)
+		{
+			FreeWaitEventSet(watch_set);
+			watch_set = NULL;
+			ReserveExternalFD();
+		}
+		ReleaseExternalFD();
+		watch_set = CreateWaitEventSet(pool_context, nwant + 2);
+		AddWaitEventToSet(watch_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(watch_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		for (int i = 0; i < nwant; i++)
+			AddWaitEventToSet(watch_set, want[i].events, want[i].sock, NULL, NULL);
+		old = MemoryContextSwitchTo(pool_context);
+		if (watch)
+			pfree(watch);
+		watch = palloc(sizeof(WatchEntry) * Max(nwant, 1));
+		memcpy(watch, want, sizeof(WatchEntry) * nwant);
+		MemoryContextSwitchTo(old);
+		nwatch = nwant;
+		watch_keep = keep;
+	}
+	pfree(want);
+
+	events = palloc(sizeof(WaitEvent) * (nwatch + 2));
+	nfired = WaitEventSetWait(watch_set, timeout, events, nwatch + 2, PG_WAIT_EXTENSION);
 	if (nfired > 0)
 		gauges_dirty = true;
 	for (int i = 0; i < nfired; i++)
 	{
+		WatchEntry *w;
+
 		if (events[i].events & WL_LATCH_SET)
-			ResetLatch(MyLatch);
-		else if (probe_of[events[i].pos] != NULL)
 		{
-			Pool	   *pool = probe_of[events[i].pos];
+			ResetLatch(MyLatch);
+			continue;
+		}
+		if (events[i].pos < 2)
+			continue;
+		w = &watch[events[i].pos - 2];
+		if (w->probe)
+		{
+			Pool	   *pool = (Pool *) w->target;
 
 			if (health_on_event(&pool->probe, pool, &pool->settings))
 				pool_circuit_opened(pool);
 		}
-		else if (events[i].user_data != NULL)
-			conn_on_event((RemoteConn *) events[i].user_data);
+		else
+			conn_on_event((RemoteConn *) w->target);
 	}
-	FreeWaitEventSet(set);
-	ReserveExternalFD();
 	pfree(events);
-	pfree(probe_of);
 }
