@@ -80,6 +80,7 @@ typedef struct RemoteConn
 	TimestampTz idle_since;		/* when it last became idle */
 	struct Request *req;		/* while BUSY */
 	uint64		serial;			/* unique for the worker's life (event set) */
+	int			watch_pos;		/* its entry in the kept event set, or -1 */
 
 	/*
 	 * Pins: a begin() transaction (pin_txn) or a session-mode session
@@ -114,6 +115,7 @@ typedef struct Pool
 	char		last_connect_error[256];	/* libpq's reason, for waiters */
 	int			stats_index;	/* its NetrunPoolStats entry, or -1 */
 	HealthProbe probe;			/* health.c */
+	int			probe_watch_pos;	/* its probe's entry in the event set, or -1 */
 } Pool;
 
 typedef enum RequestStep
@@ -399,6 +401,7 @@ conn_start(Pool *pool, char **error)
 	STATS_BUMP(pool->stats_index, created_total);
 	rc = MemoryContextAllocZero(pool_context, sizeof(RemoteConn));
 	rc->serial = ++conn_serials;
+	rc->watch_pos = -1;
 	rc->pool = pool;
 	rc->conn = conn;
 	rc->state = CONN_CONNECTING;
@@ -1605,6 +1608,7 @@ pool_sync(PoolDefinition *defs, int ndefs)
 			dlist_push_tail(&all_pools, &pool->node);
 			pool->stats_index = stats_claim(d->settings.name);
 			health_init(&pool->probe, pool->stats_index);
+			pool->probe_watch_pos = -1;
 		}
 		else if (strcmp(pool->conninfo, d->conninfo) != 0 ||
 				 (pool->secret == NULL) != (d->secret == NULL) ||
@@ -2392,13 +2396,17 @@ conn_on_event(RemoteConn *rc)
 }
 
 /*
- * The worker's event set is kept from one turn to the next while it would
- * be built the same: the same connections (told apart by serial, not by
- * address), their same sockets, waiting for the same events.  Most turns
- * of a busy pool then cost one epoll_wait instead of a new epoll instance
- * and a registration per socket.  A set watching a connection that is
- * still connecting is never kept: libpq may close its socket and open the
- * next address's under the same number, which the kernel drops from the
+ * The worker's event set is kept from one turn to the next while every
+ * socket it should watch is in it already, for the same connection (told
+ * apart by serial, not by address) and the same events.  Most turns then
+ * cost one epoll_wait instead of a new epoll instance and a registration
+ * per socket.  The set may also hold entries no longer wanted (a
+ * connection gone idle, or closed: the kernel drops a closed socket from
+ * the set by itself); such an entry is never dispatched, and if it fires
+ * the set is rebuilt on the next turn, so an idle connection with data
+ * waiting cannot spin the loop.  A set watching a connection that is still
+ * connecting is never kept: libpq may close its socket and open the next
+ * address's under the same number, which the kernel would drop from the
  * set without a word.
  */
 typedef struct WatchEntry
@@ -2408,12 +2416,35 @@ typedef struct WatchEntry
 	pgsocket	sock;
 	uint32		events;
 	bool		probe;
+	bool		wanted;			/* this turn (not compared) */
 } WatchEntry;
 
 static WaitEventSet *watch_set = NULL;
 static WatchEntry *watch = NULL;	/* in pool_context; by position - 2 */
 static int	nwatch = 0;
 static bool watch_keep = false;
+static bool watch_stale_fired = false;	/* rebuild on the next turn */
+
+/*
+ * Is this wanted entry in the kept set, as it is?  Marks it wanted.  The
+ * position is remembered on the target; the serial check makes a
+ * connection allocated at a freed one's address a stranger.
+ */
+static bool
+watch_has(const WatchEntry *w, int pos)
+{
+	WatchEntry *have;
+
+	if (pos < 0 || pos >= nwatch)
+		return false;
+	have = &watch[pos];
+	if (have->target != w->target || have->serial != w->serial ||
+		have->sock != w->sock || have->events != w->events ||
+		have->probe != w->probe)
+		return false;
+	have->wanted = true;
+	return true;
+}
 
 /* What the set should wait for on a connection's socket (0: nothing). */
 static uint32
@@ -2507,8 +2538,23 @@ pool_run_once(long max_wait_ms)
 		}
 	}
 
-	if (watch_set == NULL || !watch_keep || nwant != nwatch ||
-		memcmp(want, watch, sizeof(WatchEntry) * nwant) != 0)
+	/* keep the set if it holds every wanted entry as it is */
+	if (watch_set != NULL && watch_keep && keep && !watch_stale_fired)
+	{
+		for (int i = 0; i < nwatch; i++)
+			watch[i].wanted = false;
+		for (int i = 0; i < nwant && keep; i++)
+		{
+			int			pos = want[i].probe ?
+				((Pool *) want[i].target)->probe_watch_pos :
+				((RemoteConn *) want[i].target)->watch_pos;
+
+			keep = watch_has(&want[i], pos);
+		}
+	}
+	else
+		keep = false;
+	if (!keep)
 	{
 		MemoryContext old;
 
@@ -2527,7 +2573,14 @@ pool_run_once(long max_wait_ms)
 		AddWaitEventToSet(watch_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 		AddWaitEventToSet(watch_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 		for (int i = 0; i < nwant; i++)
+		{
 			AddWaitEventToSet(watch_set, want[i].events, want[i].sock, NULL, NULL);
+			want[i].wanted = true;
+			if (want[i].probe)
+				((Pool *) want[i].target)->probe_watch_pos = i;
+			else
+				((RemoteConn *) want[i].target)->watch_pos = i;
+		}
 		old = MemoryContextSwitchTo(pool_context);
 		if (watch)
 			pfree(watch);
@@ -2535,7 +2588,14 @@ pool_run_once(long max_wait_ms)
 		memcpy(watch, want, sizeof(WatchEntry) * nwant);
 		MemoryContextSwitchTo(old);
 		nwatch = nwant;
-		watch_keep = keep;
+		watch_keep = true;
+		watch_stale_fired = false;
+		/* never kept while a connection is connecting: see above */
+		for (int i = 0; i < nwant; i++)
+			if (want[i].probe ?
+				((Pool *) want[i].target)->probe.state == PROBE_CONNECTING :
+				((RemoteConn *) want[i].target)->state == CONN_CONNECTING)
+				watch_keep = false;
 	}
 	pfree(want);
 
@@ -2555,6 +2615,12 @@ pool_run_once(long max_wait_ms)
 		if (events[i].pos < 2)
 			continue;
 		w = &watch[events[i].pos - 2];
+		if (!w->wanted)
+		{
+			/* not watched this turn; its target may be gone: never touched */
+			watch_stale_fired = true;
+			continue;
+		}
 		if (w->probe)
 		{
 			Pool	   *pool = (Pool *) w->target;
