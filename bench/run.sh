@@ -93,15 +93,9 @@ copy_tree "$here" "$WORK/src" "$BENCH_USER"
 chown -R "$BENCH_USER:" "$WORK"
 build_and_install "$WORK/src" "$BENCH_USER" -j2
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-next_port() {
-	local p=$1
-	while ! port_free "$p" || [ -e "$WORK/run/.s.PGSQL.$p" ]; do p=$((p + 1)); done
-	echo "$p"
-}
-LOCAL_PORT=$(next_port 56432)
-REMOTE_PORT=$(next_port $((LOCAL_PORT + 1)))
-BOUNCER_PORT=$(next_port $((REMOTE_PORT + 1)))
+LOCAL_PORT=$(next_port 56432 "$WORK/run")
+REMOTE_PORT=$(next_port $((LOCAL_PORT + 1)) "$WORK/run")
+BOUNCER_PORT=$(next_port $((REMOTE_PORT + 1)) "$WORK/run")
 
 start_server() {
 	local name=$1 port=$2 extra=$3

@@ -120,16 +120,10 @@ copy_tree "$here" "$WORK/src" "$BENCH_USER"
 chown -R "$BENCH_USER:" "$WORK"
 build_and_install "$WORK/src" "$BENCH_USER" -j"$(nproc)"
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-next_port() {
-	local p=$1
-	while ! port_free "$p" || [ -e "$WORK/run/.s.PGSQL.$p" ]; do p=$((p + 1)); done
-	echo "$p"
-}
 # Below the ephemeral range (32768-60999 on Linux): a client's TIME_WAIT
 # socket on a port there can make bind() fail after the check above passed.
 # Should start fail anyway, the next free port is tried.
-PORT=$(next_port 27432)
+PORT=$(next_port 27432 "$WORK/run")
 
 as_user "$BENCH_USER" initdb -D "$WORK/data" -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
 cat >>"$WORK/data/postgresql.conf" <<CONF
@@ -150,7 +144,7 @@ for attempt in 1 2 3 4 5; do
 	# the server must not inherit the lock's descriptor
 	as_user "$BENCH_USER" pg_ctl -D "$WORK/data" -l "$WORK/server.log" -w start >/dev/null 9>&- && break
 	[ "$attempt" = 5 ] && die "the server did not start (see $WORK/server.log)"
-	PORT=$(next_port $((PORT + 1)))
+	PORT=$(next_port $((PORT + 1)) "$WORK/run")
 done
 
 # psql over the socket as the server's superuser

@@ -97,3 +97,12 @@ end_run() {
 	pkill -KILL -u "$RUN_USER" 2>/dev/null
 	if [ -n "${KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
+
+# Free loopback ports: nothing listens on 127.0.0.1:PORT and no socket file
+# is left for it in SOCKDIR.  next_port START SOCKDIR prints the first from START.
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+next_port() {
+	local p=$1 sockdir=$2
+	while ! port_free "$p" || [ -e "$sockdir/.s.PGSQL.$p" ]; do p=$((p + 1)); done
+	echo "$p"
+}

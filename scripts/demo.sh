@@ -31,15 +31,9 @@ echo "== building and installing netrun_pool"
 build_and_install "$DEMO_DIR/src" "$DEMO_USER"
 
 # Two free loopback ports.
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-next_port() {
-	local p=$1
-	while ! port_free "$p" || [ -e "$DEMO_DIR/run/.s.PGSQL.$p" ]; do p=$((p + 1)); done
-	echo "$p"
-}
-LOCAL_PORT=$(next_port 55432)
-REMOTE_PORT=$(next_port $((LOCAL_PORT + 1)))
-REPLICA_PORT=$(next_port $((REMOTE_PORT + 1)))
+LOCAL_PORT=$(next_port 55432 "$DEMO_DIR/run")
+REMOTE_PORT=$(next_port $((LOCAL_PORT + 1)) "$DEMO_DIR/run")
+REPLICA_PORT=$(next_port $((REMOTE_PORT + 1)) "$DEMO_DIR/run")
 
 start_server() {
 	local name=$1 port=$2 extra=$3
