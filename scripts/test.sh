@@ -16,7 +16,7 @@ require_root
 TEST_USER=netrun_test
 SUITES=${SUITES:-regress isolation tap}
 
-ensure_packages
+ensure_packages sqlsmith
 ensure_user "$TEST_USER"
 
 start_run netrun_pool_test "$TEST_USER"
