@@ -239,7 +239,7 @@ my $worker = NetrunTest::status_field($local, 'postgres', 'worker_pid');
 # The circuit would open after three probes; with it held shut for this case,
 # the calls themselves meet connect_timeout_ms.
 {
-	$local->safe_psql('postgres', 'ALTER SYSTEM SET netrun_pool.unhealthy_after = 1000; SELECT pg_reload_conf()');
+	$local->safe_psql('postgres', 'ALTER SYSTEM SET netrun_pool.unhealthy_after = 100; SELECT pg_reload_conf()');
 	my $hole = IO::Socket::INET->new(Listen => 64, LocalAddr => '127.0.0.1',
 		LocalPort => 0, Proto => 'tcp') or die "could not listen: $!";
 	my $port = $hole->sockport;
