@@ -33,6 +33,8 @@ TEST_CONF    = $(CURDIR)/test/netrun_pool.conf
 REGRESS_DIR  = $(CURDIR)/build/regress
 ISO_DIR      = $(CURDIR)/build/isolation
 TAP_DIR      = $(CURDIR)/build/tap
+# The servers' binaries: make test-valgrind points this at a wrapper dir.
+TEST_BINDIR ?= $(bindir)
 
 # pg_regress in PostgreSQL 15 reads <inputdir>/sql and <inputdir>/expected;
 # stage links so the scripts can live in sql_tests/ (sql/ holds the install
@@ -48,7 +50,7 @@ test-regress:
 	$(pgxsdir)/src/test/regress/pg_regress \
 	  --temp-instance=$(REGRESS_DIR)/instance --temp-config=$(REGRESS_DIR)/netrun_pool.conf \
 	  --inputdir=$(REGRESS_DIR) --outputdir=$(REGRESS_DIR) \
-	  --bindir=$(bindir) --dbname=contrib_regression --load-extension=plpgsql \
+	  --bindir=$(TEST_BINDIR) --dbname=contrib_regression --load-extension=plpgsql \
 	  $(REGRESS_TESTS)
 
 test-isolation:
@@ -58,13 +60,13 @@ test-isolation:
 	$(pgxsdir)/src/test/isolation/pg_isolation_regress \
 	  --temp-instance=$(ISO_DIR)/instance --temp-config=$(TEST_CONF) \
 	  --inputdir=$(ISO_DIR) --outputdir=$(ISO_DIR) \
-	  --bindir=$(bindir) --dbname=contrib_regression \
+	  --bindir=$(TEST_BINDIR) --dbname=contrib_regression \
 	  $(ISOLATION_TESTS)
 
 # TAP tests start their own servers (PostgreSQL::Test::Cluster).
 test-tap:
 	rm -rf $(TAP_DIR) && mkdir -p $(TAP_DIR)
-	cd $(CURDIR) && TESTDIR='$(TAP_DIR)' PATH="$(bindir):$$PATH" \
+	cd $(CURDIR) && TESTDIR='$(TAP_DIR)' PATH="$(TEST_BINDIR):$(bindir):$$PATH" \
 	  PG_REGRESS='$(pgxsdir)/src/test/regress/pg_regress' \
 	  top_builddir='$(TAP_DIR)' \
 	  $(PROVE) -I $(pgxsdir)/src/test/perl -I $(CURDIR)/t $(PROVE_FLAGS) \
@@ -72,8 +74,23 @@ test-tap:
 
 test: test-regress test-isolation test-tap
 
+# The same suites with every server that preloads netrun_pool (postmaster,
+# launcher, worker, backends) under valgrind memcheck, against a private
+# copy of the install (so a concurrent "make install" cannot swap the
+# library under a long run).  Slow: see README.md, "Tests".
+# VG_SUITES picks suites (default "workload regress isolation tap"; the
+# workload is a short script taking every call path), PROVE_TESTS TAP
+# files, VG_OPTS adds valgrind options (e.g. --track-origins=yes).
+VG_DIR = $(CURDIR)/build/valgrind
+test-valgrind: all
+	rm -rf $(VG_DIR)
+	$(MAKE) -s install DESTDIR=$(VG_DIR)/root
+	VG_DIR='$(VG_DIR)' PG_BINDIR='$(bindir)' PG_PKGLIBDIR='$(pkglibdir)' \
+	  PG_SHAREDIR='$(datadir)' MAKE='$(MAKE)' \
+	  $(CURDIR)/scripts/valgrind_suites.sh
+
 clean: clean-tests
 clean-tests:
 	rm -rf build
 
-.PHONY: test test-regress test-isolation test-tap clean-tests
+.PHONY: test test-regress test-isolation test-tap test-valgrind clean-tests

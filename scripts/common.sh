@@ -77,11 +77,13 @@ copy_tree() {
 # One test run at a time on a machine (a second run waits for the first, so
 # the clean-up can never hit a live run); then a fresh work dir $work under
 # /tmp named PREFIX.XXXXXX, removed at exit (kept with KEEP=1), with the
-# source tree copied into $work/src.
+# source tree copied into $work/src.  start_run PREFIX USER [LOCK]: a run
+# with its own user, prefix and lock file (valgrind.sh) neither waits for
+# nor cleans up after the others.
 start_run() {
-	local prefix=$1 user=$2
+	local prefix=$1 user=$2 lock=${3:-/tmp/netrun_pool.lock}
 	# (outside the PREFIX.* pattern removed below)
-	exec 9>/tmp/netrun_pool.lock
+	exec 9>"$lock"
 	flock 9
 	# anything an interrupted run left behind goes first
 	pkill -KILL -u "$user" 2>/dev/null
