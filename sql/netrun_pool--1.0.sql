@@ -114,6 +114,15 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'netrun_begin_registry_change'
 LANGUAGE C STRICT VOLATILE;
 
+-- A value the caller gave, fit to quote in a message: its first 64
+-- characters, then "...", as netrun_message_value() does in C, so that a
+-- 1 MB name is not echoed back in full.
+CREATE FUNCTION netrun_pool._message_value(value text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN CASE WHEN length(value) > 64 THEN left(value, 64) || '...' ELSE value END;
+
 -- Every check a registry row must pass, shared by register and configure.
 CREATE FUNCTION netrun_pool._check_registry_row(r netrun_pool.registry)
 RETURNS void
@@ -132,7 +141,7 @@ BEGIN
     -- A cluster name stands wherever a connection name is accepted, so it
     -- follows the same rules and must not be mistaken for a connection.
     IF r.cluster IS NOT NULL AND r.cluster !~ '^[a-z_][a-z0-9_]{0,62}$' THEN
-        RAISE EXCEPTION 'invalid cluster name "%"', r.cluster
+        RAISE EXCEPTION 'invalid cluster name "%"', netrun_pool._message_value(r.cluster)
             USING ERRCODE = 'invalid_name',
                   DETAIL = 'A name is 1 to 63 lowercase letters, digits or underscores, and does not start with a digit.';
     END IF;
@@ -147,7 +156,7 @@ BEGIN
     END IF;
     -- The remote setting that carries the tenant: a custom setting name.
     IF r.tenant_setting !~ '^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_.]*$' OR octet_length(r.tenant_setting) > 127 THEN
-        RAISE EXCEPTION 'invalid tenant_setting "%" for netrun_pool connection "%"', r.tenant_setting, r.name
+        RAISE EXCEPTION 'invalid tenant_setting "%" for netrun_pool connection "%"', netrun_pool._message_value(r.tenant_setting), r.name
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use a custom setting name such as app.current_tenant_id.';
     END IF;
@@ -156,17 +165,17 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF r.kind NOT IN ('admin', 'shared', 'analytics', 'dedicated') THEN
-        RAISE EXCEPTION 'invalid kind "%" for netrun_pool connection "%"', r.kind, r.name
+        RAISE EXCEPTION 'invalid kind "%" for netrun_pool connection "%"', netrun_pool._message_value(r.kind), r.name
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Valid kinds are admin, shared, analytics and dedicated.';
     END IF;
     IF r.role NOT IN ('primary', 'replica') THEN
-        RAISE EXCEPTION 'invalid role "%" for netrun_pool connection "%"', r.role, r.name
+        RAISE EXCEPTION 'invalid role "%" for netrun_pool connection "%"', netrun_pool._message_value(r.role), r.name
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Valid roles are primary and replica.';
     END IF;
     IF r.pool_mode NOT IN ('transaction', 'session', 'none') THEN
-        RAISE EXCEPTION 'invalid pool_mode "%" for netrun_pool connection "%"', r.pool_mode, r.name
+        RAISE EXCEPTION 'invalid pool_mode "%" for netrun_pool connection "%"', netrun_pool._message_value(r.pool_mode), r.name
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Valid pool modes are transaction, session and none.';
     END IF;
@@ -258,7 +267,7 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     IF name !~ '^[a-z_][a-z0-9_]{0,62}$' THEN
-        RAISE EXCEPTION 'invalid netrun_pool connection name "%"', name
+        RAISE EXCEPTION 'invalid netrun_pool connection name "%"', netrun_pool._message_value(name)
             USING ERRCODE = 'invalid_name',
                   DETAIL = 'A name is 1 to 63 lowercase letters, digits or underscores, and does not start with a digit.';
     END IF;
@@ -271,7 +280,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RAISE EXCEPTION 'netrun_pool connection "%" does not exist', name
+    RAISE EXCEPTION 'netrun_pool connection "%" does not exist', netrun_pool._message_value(name)
         USING ERRCODE = 'undefined_object';
 END
 $$;
@@ -1135,7 +1144,7 @@ BEGIN
     DELETE FROM netrun_pool.tenant_routes r
      WHERE r.tenant = netrun_pool._normalize_tenant(unroute_tenant.tenant, false);
     IF NOT FOUND THEN
-        RAISE NOTICE 'tenant "%" has no route, skipping', tenant;
+        RAISE NOTICE 'tenant "%" has no route, skipping', netrun_pool._message_value(tenant);
     END IF;
 END
 $$;

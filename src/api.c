@@ -464,7 +464,17 @@ api_call(const char *alias, ChannelCallKind kind, bool read_only, text *sql,
 	 */
 	memset(&route, 0, sizeof(route));
 	if (kind == CALL_COMMIT || kind == CALL_ROLLBACK || kind == CALL_RELEASE)
-		strlcpy(route.name, pinned ? pinned : alias, NAMEDATALEN);
+	{
+		const char *target = pinned ? pinned : alias;
+
+		/* no name is that long: cut short, it could name another one */
+		if (strlen(target) >= NAMEDATALEN)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("netrun_pool connection \"%s\" does not exist",
+							netrun_message_value(target))));
+		strlcpy(route.name, target, NAMEDATALEN);
+	}
 	else
 	{
 		route_resolve(pinned ? pinned : alias,

@@ -221,6 +221,9 @@ extern void netrun_registry_clear(void);
 /* redact.c */
 extern bool netrun_hide_statement;
 extern char *netrun_redact_secrets(const char *text);
+/* the most characters of a caller's value a message quotes */
+#define NETRUN_MESSAGE_VALUE_CHARS	64
+extern const char *netrun_message_value(const char *value);
 extern void netrun_redact_install_hook(void);
 
 /* launcher.c */

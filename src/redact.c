@@ -13,11 +13,15 @@
  * It only rewrites what is about to be logged; it must stay cheap for the
  * messages it does not touch (a prefix test, then a substring test).
  *
+ * Also owns netrun_message_value(), which clips a caller's value before a
+ * message quotes it, so that a 1 MB name is not echoed back in full.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "tcop/tcopprot.h"
 #include "utils/elog.h"
 
@@ -163,6 +167,27 @@ redact_emit_log_hook(ErrorData *edata)
 
 	if (prev_emit_log_hook)
 		prev_emit_log_hook(edata);
+}
+
+/*
+ * A value the caller gave, fit to quote in a message: its first
+ * NETRUN_MESSAGE_VALUE_CHARS characters, then "...".  Lookups take names
+ * and tenants of any length, and a message must not echo a huge one back
+ * (to the client and the log).  The SQL side does the same in
+ * netrun_pool._message_value().
+ */
+const char *
+netrun_message_value(const char *value)
+{
+	int			len = strlen(value);
+	int			clip;
+
+	if (len <= NETRUN_MESSAGE_VALUE_CHARS)
+		return value;
+	clip = pg_mbcharcliplen(value, len, NETRUN_MESSAGE_VALUE_CHARS);
+	if (clip >= len)
+		return value;
+	return psprintf("%.*s...", clip, value);
 }
 
 void

@@ -241,7 +241,8 @@ route_resolve(const char *name, bool write, RouteTarget *out)
 	if (n == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("netrun_pool connection \"%s\" does not exist", name)));
+				 errmsg("netrun_pool connection \"%s\" does not exist",
+						netrun_message_value(name))));
 
 	/* who may use what: members without usage drop out */
 	for (int i = 0; i < n; i++)

@@ -247,7 +247,8 @@ tenant_schema_for(const char *tenant)
 	if (!schema_name_is_valid(buf.data))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("tenant \"%s\" has no valid schema name", tenant),
+				 errmsg("tenant \"%s\" has no valid schema name",
+						netrun_message_value(tenant)),
 				 errdetail("netrun_pool.tenant_schema_prefix followed by the tenant must be 1 to 63 lowercase letters, digits or underscores, not starting with a digit or pg_.")));
 	return buf.data;
 }

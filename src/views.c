@@ -102,7 +102,8 @@ views_snapshot(const char *name, int *nrows)
 	if (name && matched == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("netrun_pool connection \"%s\" does not exist", name)));
+				 errmsg("netrun_pool connection \"%s\" does not exist",
+						netrun_message_value(name))));
 	if (name && n == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
