@@ -138,6 +138,15 @@ DECLARE
     val       integer;
     min_value integer;
 BEGIN
+    -- register() takes every setting, and NULL is none of them (configure()
+    -- reads NULL as unchanged, so none reaches here from it).
+    FOR setting IN
+        SELECT key FROM jsonb_each(to_jsonb(r))
+         WHERE value = 'null' AND key NOT IN ('secret', 'cluster', 'region')
+    LOOP
+        RAISE EXCEPTION '% must not be null', setting
+            USING ERRCODE = 'null_value_not_allowed';
+    END LOOP;
     -- A cluster name stands wherever a connection name is accepted, so it
     -- follows the same rules and must not be mistaken for a connection.
     IF r.cluster IS NOT NULL AND r.cluster !~ '^[a-z_][a-z0-9_]{0,62}$' THEN
