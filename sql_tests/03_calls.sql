@@ -338,7 +338,9 @@ RESET ROLE;
 SELECT netrun_pool.configure('self', password_required => false);
 SELECT pg_sleep(0.5);
 SET ROLE caller;
-SELECT netrun_pool.fetchval('self', 'SELECT current_user');
+-- the remote session runs as the connection's user (the bootstrap
+-- superuser, named after whichever OS user runs the tests), not as caller
+SELECT netrun_pool.fetchval('self', 'SELECT current_user') = session_user AS as_connection_user;
 RESET ROLE;
 
 -- pool_stats: each pool's gauges, published by the worker every 250 ms.
