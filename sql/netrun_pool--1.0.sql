@@ -233,7 +233,7 @@ BEGIN
         RAISE EXCEPTION 'netrun_pool connection "%" would exceed netrun_pool.max_connections', r.name
             USING ERRCODE = 'configuration_limit_exceeded',
                   DETAIL = format('The other connections may open %s remote connections, this one %s (pool_max + max_overflow), and netrun_pool.max_connections is %s.',
-                                  n_conns, r.pool_max + r.max_overflow, max_conns),
+                                  n_conns, r.pool_max::bigint + r.max_overflow, max_conns),
                   HINT = 'Lower pool_max or max_overflow, or raise netrun_pool.max_connections and restart the server.';
     END IF;
 END
