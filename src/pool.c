@@ -2315,6 +2315,11 @@ pool_check_deadlines(void)
 				detail = psprintf("pool_max is %d, max_overflow %d; %d connections are open and %d callers are waiting.",
 								  pool->settings.pool_max, pool->settings.max_overflow,
 								  pool->nconns, pool->nwaiting + 1);
+				/* busy, and more could not be opened (a full remote): say why */
+				if (pool->connect_failures > 0)
+					detail = psprintf("%s The last %d attempts to open another failed: %s",
+									  detail, pool->connect_failures,
+									  pool->last_connect_error);
 				request_fail(req, "53300",
 							 psprintf("timed out waiting for a connection from netrun_pool connection \"%s\"",
 									  pool->settings.name),

@@ -116,7 +116,7 @@ close($fh);
 my ($bout, $berr) = ('', '');
 my $bench = IPC::Run::start(
 	[ 'pgbench', '-n', '-c', '32', '-j', '2', '-T', '6', '-f', $script,
-	  '-U', 'app_user', '-d', $local->connstr('postgres') ],
+	  '-U', 'app_user', $local->connstr('postgres') ],
 	'>', \$bout, '2>', \$berr);
 my $peak = 0;
 my $samples = 0;
@@ -412,7 +412,7 @@ $local->safe_psql('postgres', "SELECT netrun_pool.unregister('keyed')");
 # --- a long-lived backend survives a worker restart ---------------------------
 my ($bin, $bout, $berr2) = ('', '', '');
 my $long = IPC::Run::start(
-	[ 'psql', '-X', '-At', '-d', $local->connstr('postgres') ],
+	[ 'psql', '-X', '-At', $local->connstr('postgres') ],
 	'<', \$bin, '>', \$bout, '2>', \$berr2);
 $bin .= "SELECT 'first:' || netrun_pool.fetchval('r', 'SELECT 1');\n";
 IPC::Run::pump($long) until $bout =~ /first:1/;
@@ -451,7 +451,7 @@ $wpid = NetrunTest::status_field($local, 'postgres', 'worker_pid');
 my ($kout, $kerr) = ('', '');
 my $load = IPC::Run::start(
 	[ 'pgbench', '-n', '-c', '8', '-j', '2', '-T', '30', '-f', $script,
-	  '-U', 'app_user', '-d', $local->connstr('postgres') ],
+	  '-U', 'app_user', $local->connstr('postgres') ],
 	'>', \$kout, '2>', \$kerr);
 ok($remote->poll_query_until('postgres',
 		"SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'netrun_pool:r'"),

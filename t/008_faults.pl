@@ -53,17 +53,18 @@ netrun_pool.unhealthy_after = 3
 $local->safe_psql('postgres', q{
 	CREATE EXTENSION netrun_pool;
 	CREATE TABLE outcomes (scenario text, sqlstate text, message text, detail text,
-	                       at timestamptz DEFAULT clock_timestamp());
+	                       began timestamptz, at timestamptz DEFAULT clock_timestamp());
 	CREATE FUNCTION call_once(scenario text, conn text, sql text) RETURNS void
 	LANGUAGE plpgsql AS $$
 	DECLARE
+		began timestamptz := clock_timestamp();
 		st text; msg text; det text;
 	BEGIN
 		PERFORM netrun_pool.fetchval(conn, sql);
-		INSERT INTO outcomes VALUES (scenario, '00000');
+		INSERT INTO outcomes VALUES (scenario, '00000', NULL, NULL, began);
 	EXCEPTION WHEN query_canceled OR others THEN
 		GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
-		INSERT INTO outcomes VALUES (scenario, st, msg, det);
+		INSERT INTO outcomes VALUES (scenario, st, msg, det, began);
 	END $$;
 });
 ok(NetrunTest::wait_for_state($local, 'postgres', 'running'), 'worker running');
@@ -96,6 +97,11 @@ sub outcomes
 	my $rows = $local->safe_psql('postgres', qq{
 		SELECT sqlstate, count(*), message FROM outcomes WHERE scenario = '$scenario'
 		GROUP BY sqlstate, message ORDER BY 1, 3});
+	note("$scenario: " . $local->safe_psql('postgres', qq{
+		SELECT count(*) || ' calls from ' || min(began)::time || ' to ' || max(at)::time
+		       || ', avg ' || round(extract(epoch FROM avg(at - began)) * 1000) || ' ms, max '
+		       || round(extract(epoch FROM max(at - began)) * 1000) || ' ms'
+		FROM outcomes WHERE scenario = '$scenario'}));
 	my ($ok, $failed, @unclear) = (0, 0);
 	foreach my $row (split /\n/, $rows)
 	{
@@ -120,7 +126,7 @@ sub start_load
 	my %load = (out => '', err => '');
 	$load{h} = IPC::Run::start(
 		[ 'pgbench', '-n', '-c', $clients, '-j', '2', '-T', $seconds, '-f', $script,
-		  '-d', $local->connstr('postgres') ],
+		  $local->connstr('postgres') ],
 		'>', \$load{out}, '2>', \$load{err},
 		IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
 	return \%load;
@@ -454,8 +460,10 @@ my $worker = NetrunTest::status_field($local, 'postgres', 'worker_pid');
 	is($ended, 2, 'remote full: no caller hangs');
 	my @failed = grep { $_->{err} =~ /ERROR/ } @calls;
 	ok(@failed >= 1, 'remote full: a caller that needed a new connection failed');
-	is(scalar(grep { $_->{err} =~ /ERROR:  (08001: could not connect to|08004: )netrun_pool connection "full".*\nDETAIL:  .*(remaining connection slots are reserved|too many clients already)/s } @failed),
-		scalar(@failed), 'remote full: with 08001 or 08004 and the remote\'s reason')
+	# 53300 while its open connection is busy, 08001 if none is open, 08004
+	# if the probes fail too: each with the remote's reason.
+	is(scalar(grep { $_->{err} =~ /ERROR:  (53300: timed out waiting for a connection from |08001: could not connect to |08004: )netrun_pool connection "full".*\nDETAIL:  .*(remaining connection slots are reserved|too many clients already)/s } @failed),
+		scalar(@failed), 'remote full: the error gives the remote\'s reason')
 	  or diag(join("\n", map { $_->{err} } @calls));
 	$_->kill_kill foreach @sleepers;
 	settles_and_serves('remote full', 'full', $small);
@@ -476,7 +484,7 @@ my $worker = NetrunTest::status_field($local, 'postgres', 'worker_pid');
 	my ($out, $err) = ('', '');
 	my $h = IPC::Run::start(
 		[ 'pgbench', '-n', '-c', '100', '-j', '2', '-t', '1', '-f', $script,
-		  '-d', $local->connstr('postgres') ],
+		  $local->connstr('postgres') ],
 		'>', \$out, '2>', \$err,
 		IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
 	ok(eval { $h->finish; 1 }, 'pool exhausted: the 100 callers all ended');

@@ -70,7 +70,7 @@ close($fh);
 my ($out, $err) = ('', '');
 my $load = IPC::Run::start(
 	[ 'pgbench', '-n', '-c', $clients, '-j', '2', '-T', $seconds, '-f', $script,
-	  '-d', $local->connstr('postgres') ],
+	  $local->connstr('postgres') ],
 	'>', \$out, '2>', \$err,
 	IPC::Run::timeout($seconds + $PostgreSQL::Test::Utils::timeout_default));
 
