@@ -83,6 +83,9 @@ SELECT netrun_pool.register('x', 'host=x', pool_max => NULL);
 SELECT netrun_pool.register('x', 'host=x', password_required => NULL);
 SELECT netrun_pool.register('x', 'host=x', kind => NULL);
 SELECT netrun_pool.register('x', 'host=x', tenant_setting => NULL);
+-- The sum of pool_max and max_overflow does not overflow (it used to be
+-- "integer out of range").
+SELECT netrun_pool.register('x', 'host=x', pool_max => 2147483647, max_overflow => 1);
 -- configure() reads NULL as "unchanged".
 SELECT netrun_pool.configure('self', pool_max => NULL, kind => NULL);
 SELECT pool_max, kind FROM netrun_pool.connections WHERE name = 'self';
