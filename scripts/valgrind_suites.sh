@@ -25,7 +25,7 @@
 # Environment: VG_SUITES (default "workload regress isolation tap"; the
 # workload is a short script taking every call path), PROVE_TESTS,
 # VG_OPTS (extra valgrind options, e.g. --track-origins=yes),
-# PG_TEST_TIMEOUT_DEFAULT (default 1200 here), NETRUN_STREAM_ROWS (t/004's
+# PG_TEST_TIMEOUT_DEFAULT (default 60 here), NETRUN_STREAM_ROWS (t/004's
 # big stream, default 1000000 here instead of 10 million).
 set -uo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -98,9 +98,12 @@ chmod 755 "$bin/postgres"
 
 # --- the suites ----------------------------------------------------------
 export PATH="$bin:$PATH"
-export PG_TEST_TIMEOUT_DEFAULT=${PG_TEST_TIMEOUT_DEFAULT:-1200}
+# poll_query_until tries 10 x this many times, each try a new connection
+# (up to a second or so under valgrind): 60 lets a slow start finish and
+# bounds a poll that can never succeed to ten to fifteen minutes.
+export PG_TEST_TIMEOUT_DEFAULT=${PG_TEST_TIMEOUT_DEFAULT:-60}
 # pg_regress's and pg_ctl's wait for a starting or stopping server
-export PGCTLTIMEOUT=${PGCTLTIMEOUT:-$PG_TEST_TIMEOUT_DEFAULT}
+export PGCTLTIMEOUT=${PGCTLTIMEOUT:-600}
 export NETRUN_STREAM_ROWS=${NETRUN_STREAM_ROWS:-1000000}
 export VG_OPTS=${VG_OPTS:-}
 
