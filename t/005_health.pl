@@ -141,9 +141,12 @@ close($blackhole);
 
 # --- calls that lose their connection degrade the remote -----------------
 # Each call terminates its own remote session (57P01): the remote's fault,
-# not the caller's SQL.  At least ten must land between two probes, which a
-# busy machine may not manage in one batch of thirty, so batches go on
-# (at most ten) until the change is logged.
+# not the caller's SQL.  At least ten must land between two probes.  Each
+# such call reconnects, and a busy machine may not make ten in 200 ms, so
+# probes are 2 s apart here (a fault brings one forward at most once a
+# second: windows of about a second); batches go on, at most ten, until
+# the change is logged.
+$local->safe_psql('postgres', "ALTER SYSTEM SET netrun_pool.health_interval_ms = 2000; SELECT pg_reload_conf()");
 $local->safe_psql('postgres', "SELECT netrun_pool.reset_stats('r')");
 my $degraded = 0;
 my $calls = 0;
@@ -171,6 +174,7 @@ for (1 .. 10)
 	last if $degraded;
 }
 ok($degraded >= 1, 'a high rate of lost connections marks the remote degraded (logged)');
+$local->safe_psql('postgres', "ALTER SYSTEM RESET netrun_pool.health_interval_ms; SELECT pg_reload_conf()");
 is($local->safe_psql('postgres', "SELECT errors_total || ' ' || queries_total FROM netrun_pool.pool_stats WHERE name = 'r'"),
 	"$calls $calls", "each failed call is counted once ($calls calls)");
 like($local->safe_psql('postgres', "SELECT last_error FROM netrun_pool.pool_stats WHERE name = 'r'"),

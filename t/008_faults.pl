@@ -115,31 +115,48 @@ sub outcomes
 	return ($ok, $failed, \@unclear);
 }
 
-# $clients callers making calls for $seconds through call_once().
+# $clients callers making calls through call_once() until load_was_clear()
+# stops them.  The scenario decides when it has seen what it needs, so a
+# slow machine only makes it longer.
 sub start_load
 {
-	my ($scenario, $name, $clients, $seconds, $sql) = @_;
+	my ($scenario, $name, $clients, $sql) = @_;
 	my $script = "$tmp/$scenario.sql";
 	open(my $fh, '>', $script) or die;
 	print $fh "SELECT call_once('$scenario', '$name', '$sql');\n";
 	close($fh);
 	my %load = (out => '', err => '');
 	$load{h} = IPC::Run::start(
-		[ 'pgbench', '-n', '-c', $clients, '-j', '2', '-T', $seconds, '-f', $script,
-		  $local->connstr('postgres') ],
+		[ 'pgbench', '-n', '-c', $clients, '-j', '2', '-T', $PostgreSQL::Test::Utils::timeout_default,
+		  '-f', $script, $local->connstr('postgres') ],
 		'>', \$load{out}, '2>', \$load{err},
-		IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+		IPC::Run::timeout(2 * $PostgreSQL::Test::Utils::timeout_default));
 	return \%load;
 }
 
-# Wait for a load; true if it ended by itself (did not hang).
+# Wait for a load that ends by itself; true if it did (did not hang).
 sub finish_load
 {
 	my ($load) = @_;
 	my $ended = eval { $load->{h}->finish; 1 };
 	$load->{h}->kill_kill unless $ended;
-	$load->{rc} = $ended ? $load->{h}->result(0) : -1;
 	return $ended;
+}
+
+# The local time now, to tell outcomes before and after a step.
+sub local_now
+{
+	return $local->safe_psql('postgres', 'SELECT clock_timestamp()');
+}
+
+# Wait until the load recorded an outcome of $state ('00000': success)
+# after $since.
+sub load_saw
+{
+	my ($scenario, $state, $since) = @_;
+	return $local->poll_query_until('postgres', qq{
+		SELECT count(*) > 0 FROM outcomes
+		WHERE scenario = '$scenario' AND sqlstate = '$state' AND at > '$since'});
 }
 
 # A psql call in the background, bounded by the framework's timeout.
@@ -183,13 +200,19 @@ sub settles_and_serves
 		"$case: the pool serves again");
 }
 
-# Check 1 for a load: it ended, every caller finished its calls, and each
-# failure was a clear one.
+# Check 1 for a load: stopped, no session is left inside a call (a call
+# that hung would stay), no client met an error call_once() did not
+# catch, and each failure was a clear one.
 sub load_was_clear
 {
 	my ($case, $scenario, $load, $want_failures) = @_;
-	ok(finish_load($load), "$case: the load ended (no caller hung)");
-	is($load->{rc}, 0, "$case: no client of the load was aborted") or diag($load->{err});
+	$load->{h}->kill_kill(grace => 5);
+	ok($local->poll_query_until('postgres', qq{
+		SELECT count(*) FROM pg_stat_activity
+		WHERE query LIKE 'SELECT call_once(''$scenario''%' AND pid <> pg_backend_pid()}, '0'),
+		"$case: every caller's session ended (no call hung)");
+	unlike($load->{err}, qr/aborted|error/i, "$case: no client of the load met an error it did not expect")
+	  or diag($load->{err});
 	my ($ok, $failed, $unclear) = outcomes($scenario);
 	ok($ok > 0, "$case: calls succeeded ($ok)");
 	ok($failed > 0, "$case: the fault hit calls ($failed failed)") if $want_failures;
@@ -202,15 +225,16 @@ my $worker = NetrunTest::status_field($local, 'postgres', 'worker_pid');
 
 # --- 1. the remote shuts down under load, fast and then immediate --------------
 {
-	my $load = start_load('shutdown', 'r', 16, 12, 'SELECT pg_sleep(0.01)');
-	sleep(2);
-	$remote->stop('fast');
-	sleep(1);
-	$remote->start;
-	sleep(2);
-	$remote->stop('immediate');
-	sleep(1);
-	$remote->start;
+	my $load = start_load('shutdown', 'r', 16, 'SELECT pg_sleep(0.01)');
+	ok(load_saw('shutdown', '00000', '-infinity'), 'remote shutdown: the load runs');
+	foreach my $mode ('fast', 'immediate')
+	{
+		$remote->stop($mode);
+		sleep(1);
+		my $back = local_now();
+		$remote->start;
+		ok(load_saw('shutdown', '00000', $back), "remote shutdown ($mode): the load is served again once the remote is back");
+	}
 	my ($ok, $failed) = load_was_clear('remote shutdown', 'shutdown', $load, 1);
 	note("remote shutdown: $ok calls succeeded, $failed failed clearly");
 	settles_and_serves('remote shutdown', 'r', $remote);
@@ -318,25 +342,23 @@ my $worker = NetrunTest::status_field($local, 'postgres', 'worker_pid');
 # --- 5. the worker is stopped or killed under load -----------------------------------
 {
 	my $starts = NetrunTest::status_field($local, 'postgres', 'starts');
-	my $load = start_load('sigterm', 'r', 8, 8, 'SELECT pg_sleep(0.01)');
-	sleep(2);
+	my $load = start_load('sigterm', 'r', 8, 'SELECT pg_sleep(0.01)');
+	ok(load_saw('sigterm', '00000', '-infinity'), 'worker SIGTERM: the load runs');
 	kill 'TERM', $worker;
 	ok($local->poll_query_until('postgres',
 			"SELECT worker_pid <> $worker AND state = 'running' AND starts = $starts + 1 FROM netrun_pool.worker_status()"),
 		'worker SIGTERM: a new worker runs');
+	my $back = local_now();
+	ok(load_saw('sigterm', '00000', $back), 'worker SIGTERM: the new worker serves the load');
 	load_was_clear('worker SIGTERM', 'sigterm', $load, 1);
-	ok($local->safe_psql('postgres', q{
-		SELECT count(*) FROM outcomes WHERE scenario = 'sigterm' AND sqlstate = '00000'
-		AND at > (SELECT max(at) FROM outcomes WHERE scenario = 'sigterm' AND sqlstate <> '00000')}) > 0,
-		'worker SIGTERM: the new worker served the load after the last failure');
 	settles_and_serves('worker SIGTERM', 'r', $remote);
 	is(NetrunTest::log_count($local, qr/terminated by signal/), 0, 'worker SIGTERM: no process crashed');
 
 	# SIGKILL: the postmaster restarts the whole server, so the load's own
 	# sessions go too.  They must be told, and the server must come back.
 	$worker = NetrunTest::status_field($local, 'postgres', 'worker_pid');
-	$load = start_load('sigkill', 'r', 8, 8, 'SELECT pg_sleep(0.01)');
-	sleep(2);
+	$load = start_load('sigkill', 'r', 8, 'SELECT pg_sleep(0.01)');
+	ok(load_saw('sigkill', '00000', '-infinity'), 'worker SIGKILL: the load runs');
 	kill 'KILL', $worker;
 	ok(finish_load($load), 'worker SIGKILL: the load ended (no caller hung)');
 	my @lines = grep { /error|abort/i } split /\n/, $load->{err};
@@ -396,27 +418,30 @@ my $worker = NetrunTest::status_field($local, 'postgres', 'worker_pid');
 		"SELECT netrun_pool.register('reg', '$conninfo', pool_max => 4, acquire_timeout_ms => 3000)");
 	ok($local->poll_query_until('postgres', "SELECT netrun_pool.fetchval('reg', 'SELECT 1')", '1'),
 		'reg: registered and serving');
-	my $load = start_load('registry', 'reg', 8, 10, 'SELECT pg_sleep(0.01)');
+	my $load = start_load('registry', 'reg', 8, 'SELECT pg_sleep(0.01)');
+	ok(load_saw('registry', '00000', '-infinity'), 'registry changes: the load runs');
+	# Each change, then what the load must see after it (if anything).
 	my @changes = (
-		"SELECT netrun_pool.configure('reg', pool_max => 2)",
-		"SELECT netrun_pool.configure('reg', pool_max => 6, pool_min => 2)",
-		"SELECT netrun_pool.configure('reg', enabled => false)",
-		"SELECT netrun_pool.configure('reg', enabled => true)",
-		"SELECT netrun_pool.configure('reg', conninfo => '$conninfo application_name=x')",
-		"SELECT netrun_pool.unregister('reg')",
-		"SELECT netrun_pool.register('reg', '$conninfo', pool_max => 3)",
-		"SELECT netrun_pool.unregister('reg', force => true)",
-		"SELECT netrun_pool.register('reg', '$conninfo', pool_max => 4)");
-	my $applied = 0;
+		[ "SELECT netrun_pool.configure('reg', pool_max => 2)", '00000' ],
+		[ "SELECT netrun_pool.configure('reg', pool_max => 6, pool_min => 2)", '00000' ],
+		[ "SELECT netrun_pool.configure('reg', enabled => false)", '55000' ],
+		[ "SELECT netrun_pool.configure('reg', enabled => true)", '00000' ],
+		# refused (the pool sets application_name): the pool goes on as it was
+		[ "SELECT netrun_pool.configure('reg', conninfo => '$conninfo application_name=x')", '00000' ],
+		[ "SELECT netrun_pool.unregister('reg')", '42704' ],
+		[ "SELECT netrun_pool.register('reg', '$conninfo', pool_max => 3)", '00000' ],
+		[ "SELECT netrun_pool.unregister('reg', force => true)", '42704' ],
+		[ "SELECT netrun_pool.register('reg', '$conninfo', pool_max => 4)", '00000' ]);
+	my ($applied, $seen) = (0, 0);
 	foreach my $change (@changes)
 	{
-		sleep(1);
-		my ($ret, $out, $err) = $local->psql('postgres', $change);
-		# the conninfo with application_name is refused: a failed change
-		# under load must leave the pool as it was
+		my $since = local_now();
+		my ($ret, $out, $err) = $local->psql('postgres', $change->[0]);
 		$applied++ if $ret == 0;
+		$seen++ if load_saw('registry', $change->[1], $since);
 	}
 	is($applied, 8, 'registry changes: every valid change applied, the invalid one refused');
+	is($seen, 9, 'registry changes: the load saw each change take effect');
 	load_was_clear('registry changes', 'registry', $load, 1);
 	settles_and_serves('registry changes', 'reg', $remote);
 	is($local->safe_psql('postgres', "SELECT pool_max FROM netrun_pool.pool_stats WHERE name = 'reg'"),
