@@ -115,8 +115,9 @@ AS 'MODULE_PATHNAME', 'netrun_begin_registry_change'
 LANGUAGE C STRICT VOLATILE;
 
 -- A value the caller gave, fit to quote in a message: its first 64
--- characters, then "...", as netrun_message_value() does in C, so that a
--- 1 MB name is not echoed back in full.
+-- characters, then "...", as netrun_message_value() does in C (64 is
+-- NETRUN_MESSAGE_VALUE_CHARS there), so that a 1 MB name is not echoed
+-- back in full.
 CREATE FUNCTION netrun_pool._message_value(value text)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE

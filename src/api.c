@@ -469,10 +469,7 @@ api_call(const char *alias, ChannelCallKind kind, bool read_only, text *sql,
 
 		/* no name is that long: cut short, it could name another one */
 		if (strlen(target) >= NAMEDATALEN)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("netrun_pool connection \"%s\" does not exist",
-							netrun_message_value(target))));
+			route_report_unknown(target);
 		strlcpy(route.name, target, NAMEDATALEN);
 	}
 	else

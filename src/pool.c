@@ -2317,7 +2317,7 @@ pool_check_deadlines(void)
 								  pool->nconns, pool->nwaiting + 1);
 				/* busy, and more could not be opened (a full remote): say why */
 				if (pool->connect_failures > 0)
-					detail = psprintf("%s The last %d attempts to open another failed: %s",
+					detail = psprintf("%s Opening another connection failed %d times in a row; the last: %s.",
 									  detail, pool->connect_failures,
 									  pool->last_connect_error);
 				request_fail(req, "53300",

@@ -174,6 +174,16 @@ route_pick_primary(RouteCandidate *c, int n)
 	return best;
 }
 
+/* A name may be any length: quote only its start (netrun_message_value). */
+void
+route_report_unknown(const char *name)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("netrun_pool connection \"%s\" does not exist",
+					netrun_message_value(name))));
+}
+
 /* The replica for a read: fit, within its lag limit, least loaded. */
 static int
 route_pick_replica(RouteCandidate *c, int n)
@@ -239,10 +249,7 @@ route_resolve(const char *name, bool write, RouteTarget *out)
 	LWLockRelease(netrun_shared->lock);
 
 	if (n == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("netrun_pool connection \"%s\" does not exist",
-						netrun_message_value(name))));
+		route_report_unknown(name);
 
 	/* who may use what: members without usage drop out */
 	for (int i = 0; i < n; i++)

@@ -30,6 +30,7 @@
 #include "utils/timestamp.h"
 
 #include "netrun_pool.h"
+#include "route.h"
 #include "stats.h"
 
 PG_FUNCTION_INFO_V1(netrun_pool_stats);
@@ -100,10 +101,7 @@ views_snapshot(const char *name, int *nrows)
 		n++;
 	}
 	if (name && matched == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("netrun_pool connection \"%s\" does not exist",
-						netrun_message_value(name))));
+		route_report_unknown(name);
 	if (name && n == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

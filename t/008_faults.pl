@@ -32,7 +32,6 @@ my $tmp = PostgreSQL::Test::Utils::tempdir;
 
 my $remote = NetrunTest::start_remote('remote', conf => 'max_connections = 60');
 $remote->safe_psql('postgres', 'CREATE TABLE t (id int); INSERT INTO t VALUES (1)');
-# A remote with room for four sessions, none of them reserved.
 # A remote with room for three sessions of its ordinary roles; two more
 # slots are kept for superusers, so the test itself can always look in.
 my $small = NetrunTest::start_remote('small', conf => qq{
@@ -159,6 +158,23 @@ sub load_saw
 		WHERE scenario = '$scenario' AND sqlstate = '$state' AND at > '$since'});
 }
 
+# Wait until the load recorded a failure after $since.
+sub load_failed
+{
+	my ($scenario, $since) = @_;
+	return $local->poll_query_until('postgres', qq{
+		SELECT count(*) > 0 FROM outcomes
+		WHERE scenario = '$scenario' AND sqlstate <> '00000' AND at > '$since'});
+}
+
+# The pids of $node's sessions of pool $name, as a list for IN (...).
+sub remote_pids
+{
+	my ($node, $name) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE application_name = 'netrun_pool:$name'");
+}
+
 # A psql call in the background, bounded by the framework's timeout.
 sub start_call
 {
@@ -177,6 +193,14 @@ sub finish_call
 	my $ended = eval { $call->{h}->finish; 1 };
 	$call->{h}->kill_kill unless $ended;
 	return $ended;
+}
+
+# Rows are flowing: the remote session waits for its client to take them.
+sub remote_streaming
+{
+	my ($node, $name, $like) = @_;
+	return qq{SELECT count(*) FROM pg_stat_activity
+		WHERE application_name = 'netrun_pool:$name' AND query LIKE '$like' AND wait_event = 'ClientWrite'};
 }
 
 sub remote_active
@@ -229,8 +253,9 @@ my $worker = NetrunTest::status_field($local, 'postgres', 'worker_pid');
 	ok(load_saw('shutdown', '00000', '-infinity'), 'remote shutdown: the load runs');
 	foreach my $mode ('fast', 'immediate')
 	{
+		my $stopped = local_now();
 		$remote->stop($mode);
-		sleep(1);
+		ok(load_failed('shutdown', $stopped), "remote shutdown ($mode): calls fail while it is down");
 		my $back = local_now();
 		$remote->start;
 		ok(load_saw('shutdown', '00000', $back), "remote shutdown ($mode): the load is served again once the remote is back");
@@ -254,9 +279,8 @@ my $worker = NetrunTest::status_field($local, 'postgres', 'worker_pid');
 
 	$call = start_call(q{SELECT count(*) FROM netrun_pool.query('r',
 		'SELECT g, repeat(''x'', 200) FROM generate_series(1, 50000000) g') AS t(g int, x text)});
-	ok($remote->poll_query_until('postgres', remote_active($remote, 'r', 'SELECT g, repeat%'), '1'),
-		'mid-stream: the remote streams rows');
-	sleep(1);
+	ok($remote->poll_query_until('postgres', remote_streaming($remote, 'r', 'SELECT g, repeat%'), '1'),
+		'mid-stream: rows are flowing');
 	$remote->safe_psql('postgres',
 		"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'netrun_pool:r' AND query LIKE 'SELECT g, repeat%'");
 	ok(finish_call($call), 'mid-stream: the caller does not hang');
@@ -273,24 +297,36 @@ my $worker = NetrunTest::status_field($local, 'postgres', 'worker_pid');
 	my $hole = IO::Socket::INET->new(Listen => 64, LocalAddr => '127.0.0.1',
 		LocalPort => 0, Proto => 'tcp') or die "could not listen: $!";
 	my $port = $hole->sockport;
+	# 'hole' times its callers out; 'hole_wait' keeps one waiting for
+	# minutes, to show the worker serving others while a connect hangs.
 	$local->safe_psql('postgres', qq{
 		SELECT netrun_pool.register('hole', 'host=127.0.0.1 port=$port dbname=x', pool_max => 2,
 		    connect_timeout_ms => 400, acquire_timeout_ms => 6000);
+		SELECT netrun_pool.register('hole_wait', 'host=127.0.0.1 port=$port dbname=x', pool_max => 1,
+		    connect_timeout_ms => 400, acquire_timeout_ms => 170000);
 	});
 	ok($local->poll_query_until('postgres',
-			"SELECT count(*) FROM netrun_pool.pool_stats WHERE name = 'hole'", '1'),
+			"SELECT count(*) FROM netrun_pool.pool_stats WHERE name LIKE 'hole%'", '2'),
 		'black hole: registered');
+	my $long = start_call("SELECT netrun_pool.fetchval('hole_wait', 'SELECT 1')");
 	my @calls = map { start_call("SELECT netrun_pool.fetchval('hole', 'SELECT 1')") } 1 .. 4;
 	ok($local->poll_query_until('postgres',
-			"SELECT waiting > 0 FROM netrun_pool.pool_stats WHERE name = 'hole'"),
+			"SELECT bool_and(waiting > 0) FROM netrun_pool.pool_stats WHERE name LIKE 'hole%'"),
 		'black hole: callers are waiting on it');
 	# Meanwhile the worker serves everyone else: twenty calls in one statement.
 	is($local->safe_psql('postgres', q{
 		SELECT count(*) FROM generate_series(1, 20) i
 		WHERE netrun_pool.fetchval('r', 'SELECT $1::int * 2', ARRAY[i::text]) = (i * 2)::text}),
 		'20', 'black hole: other pools are served while its connects hang');
-	is($local->safe_psql('postgres', "SELECT waiting > 0 FROM netrun_pool.pool_stats WHERE name = 'hole'"),
-		't', 'black hole: (its callers were still waiting meanwhile)');
+	is($local->safe_psql('postgres', "SELECT waiting FROM netrun_pool.pool_stats WHERE name = 'hole_wait'"),
+		'1', 'black hole: (a caller of it was still waiting meanwhile)');
+	# A caller waiting on a connect that hangs can be cancelled.
+	$local->safe_psql('postgres',
+		"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%''hole_wait''%' AND pid <> pg_backend_pid()");
+	ok(finish_call($long), 'black hole: a waiting caller, cancelled, ends');
+	like($long->{err}, qr/ERROR:  57014: canceling statement due to user request/, 'black hole: with 57014');
+	ok($local->poll_query_until('postgres', "SELECT waiting FROM netrun_pool.pool_stats WHERE name = 'hole_wait'", '0'),
+		'black hole: and leaves the queue');
 	my $ended = 0;
 	my @errors;
 	foreach my $call (@calls)
@@ -309,6 +345,7 @@ my $worker = NetrunTest::status_field($local, 'postgres', 'worker_pid');
 	close($hole);
 	$local->safe_psql('postgres', q{
 		SELECT netrun_pool.unregister('hole');
+		SELECT netrun_pool.unregister('hole_wait');
 		ALTER SYSTEM RESET netrun_pool.unhealthy_after; SELECT pg_reload_conf();
 	});
 }
@@ -359,6 +396,7 @@ my $worker = NetrunTest::status_field($local, 'postgres', 'worker_pid');
 	$worker = NetrunTest::status_field($local, 'postgres', 'worker_pid');
 	$load = start_load('sigkill', 'r', 8, 'SELECT pg_sleep(0.01)');
 	ok(load_saw('sigkill', '00000', '-infinity'), 'worker SIGKILL: the load runs');
+	my $old_sessions = remote_pids($remote, 'r');
 	kill 'KILL', $worker;
 	ok(finish_load($load), 'worker SIGKILL: the load ended (no caller hung)');
 	my @lines = grep { /error|abort/i } split /\n/, $load->{err};
@@ -368,8 +406,8 @@ my $worker = NetrunTest::status_field($local, 'postgres', 'worker_pid');
 	ok(NetrunTest::wait_for_state($local, 'postgres', 'running'), 'worker SIGKILL: the worker runs again');
 	$worker = NetrunTest::status_field($local, 'postgres', 'worker_pid');
 	settles_and_serves('worker SIGKILL', 'r', $remote);
-	ok($remote->poll_query_until('postgres',
-			"SELECT count(*) <= 4 FROM pg_stat_activity WHERE application_name = 'netrun_pool:r'"),
+	ok($old_sessions ne '' && $remote->poll_query_until('postgres',
+			"SELECT count(*) FROM pg_stat_activity WHERE pid IN ($old_sessions)", '0'),
 		'worker SIGKILL: the dead worker\'s remote sessions are gone');
 }
 
@@ -400,9 +438,8 @@ my $worker = NetrunTest::status_field($local, 'postgres', 'worker_pid');
 
 	my $streamer = start_call(q{SELECT count(*) FROM netrun_pool.query('r',
 		'SELECT g, repeat(''y'', 200) FROM generate_series(1, 50000000) g') AS t(g int, x text)});
-	ok($remote->poll_query_until('postgres', remote_active($remote, 'r', 'SELECT g, repeat%'), '1'),
-		'streaming caller: rows stream');
-	sleep(1);
+	ok($remote->poll_query_until('postgres', remote_streaming($remote, 'r', 'SELECT g, repeat%'), '1'),
+		'streaming caller: rows are flowing');
 	$local->safe_psql('postgres',
 		"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%repeat(''''y''''%' AND backend_type = 'client backend' AND pid <> pg_backend_pid()");
 	ok(finish_call($streamer), 'streaming caller: terminated, it ends');
@@ -420,35 +457,42 @@ my $worker = NetrunTest::status_field($local, 'postgres', 'worker_pid');
 		'reg: registered and serving');
 	my $load = start_load('registry', 'reg', 8, 'SELECT pg_sleep(0.01)');
 	ok(load_saw('registry', '00000', '-infinity'), 'registry changes: the load runs');
-	# Each change, then what the load must see after it (if anything).
-	my @changes = (
-		[ "SELECT netrun_pool.configure('reg', pool_max => 2)", '00000' ],
-		[ "SELECT netrun_pool.configure('reg', pool_max => 6, pool_min => 2)", '00000' ],
-		[ "SELECT netrun_pool.configure('reg', enabled => false)", '55000' ],
-		[ "SELECT netrun_pool.configure('reg', enabled => true)", '00000' ],
-		# refused (the pool sets application_name): the pool goes on as it was
-		[ "SELECT netrun_pool.configure('reg', conninfo => '$conninfo application_name=x')", '00000' ],
-		[ "SELECT netrun_pool.unregister('reg')", '42704' ],
-		[ "SELECT netrun_pool.register('reg', '$conninfo', pool_max => 3)", '00000' ],
-		[ "SELECT netrun_pool.unregister('reg', force => true)", '42704' ],
-		[ "SELECT netrun_pool.register('reg', '$conninfo', pool_max => 4)", '00000' ]);
-	my ($applied, $seen) = (0, 0);
-	foreach my $change (@changes)
-	{
+	my $first_sessions = remote_pids($remote, 'reg');
+	# Each change, and what the load must see after it.
+	my $applied = 0;
+	my $seen = 0;
+	my $change = sub {
+		my ($sql, $expect) = @_;
 		my $since = local_now();
-		my ($ret, $out, $err) = $local->psql('postgres', $change->[0]);
+		my ($ret, $out, $err) = $local->psql('postgres', $sql);
 		$applied++ if $ret == 0;
-		$seen++ if load_saw('registry', $change->[1], $since);
-	}
-	is($applied, 8, 'registry changes: every valid change applied, the invalid one refused');
-	is($seen, 9, 'registry changes: the load saw each change take effect');
+		$seen++ if load_saw('registry', $expect, $since);
+	};
+	$change->("SELECT netrun_pool.configure('reg', pool_max => 2)", '00000');
+	$change->("SELECT netrun_pool.configure('reg', pool_max => 6, pool_min => 2)", '00000');
+	$change->("SELECT netrun_pool.configure('reg', enabled => false)", '55000');
+	$change->("SELECT netrun_pool.configure('reg', enabled => true)", '00000');
+	# A change the pool cannot take is refused and leaves it as it was.
+	my $before = $local->safe_psql('postgres', "SELECT conninfo FROM netrun_pool.connections WHERE name = 'reg'");
+	my ($ret, $out, $err) = $local->psql('postgres',
+		"SELECT netrun_pool.configure('reg', conninfo => '$conninfo application_name=x')");
+	like($err, qr/ERROR:  connection option "application_name" is not allowed in a netrun_pool connection/,
+		'registry changes: a conninfo the pool sets itself is refused under load');
+	is($local->safe_psql('postgres', "SELECT conninfo FROM netrun_pool.connections WHERE name = 'reg'"),
+		$before, 'registry changes: and the connection is as it was');
+	$change->("SELECT netrun_pool.unregister('reg')", '42704');
+	$change->("SELECT netrun_pool.register('reg', '$conninfo', pool_max => 3)", '00000');
+	$change->("SELECT netrun_pool.unregister('reg', force => true)", '42704');
+	$change->("SELECT netrun_pool.register('reg', '$conninfo', pool_max => 4)", '00000');
+	is($applied, 8, 'registry changes: every change applied');
+	is($seen, 8, 'registry changes: the load saw each change take effect');
 	load_was_clear('registry changes', 'registry', $load, 1);
 	settles_and_serves('registry changes', 'reg', $remote);
 	is($local->safe_psql('postgres', "SELECT pool_max FROM netrun_pool.pool_stats WHERE name = 'reg'"),
 		'4', 'registry changes: the last registration is the one in force');
-	ok($remote->poll_query_until('postgres',
-			"SELECT count(*) <= 4 FROM pg_stat_activity WHERE application_name = 'netrun_pool:reg'"),
-		'registry changes: connections of the retired definitions are closed');
+	ok($first_sessions ne '' && $remote->poll_query_until('postgres',
+			"SELECT count(*) FROM pg_stat_activity WHERE pid IN ($first_sessions)", '0'),
+		'registry changes: the connections of the unregistered definition are closed');
 }
 
 # --- 8. the remote is full --------------------------------------------------------------
@@ -477,19 +521,20 @@ my $worker = NetrunTest::status_field($local, 'postgres', 'worker_pid');
 	my ($ret, $out, $err) = $small->psql('postgres', 'SELECT 1', extra_params => [ '-U', 'app' ]);
 	like($err, qr/remaining connection slots are reserved|too many clients already/,
 		'remote full: (it refuses another session)');
-	# Two callers that each hold a connection past the acquire window: the
-	# second needs a new connection, which the remote refuses.
-	my @calls = map { start_call("SELECT netrun_pool.fetchval('full', 'SELECT pg_sleep(3)')") } 1 .. 2;
-	my $ended = 0;
-	foreach my $c (@calls) { $ended++ if finish_call($c); }
-	is($ended, 2, 'remote full: no caller hangs');
-	my @failed = grep { $_->{err} =~ /ERROR/ } @calls;
-	ok(@failed >= 1, 'remote full: a caller that needed a new connection failed');
-	# 53300 while its open connection is busy, 08001 if none is open, 08004
-	# if the probes fail too: each with the remote's reason.
-	is(scalar(grep { $_->{err} =~ /ERROR:  (53300: timed out waiting for a connection from |08001: could not connect to |08004: )netrun_pool connection "full".*\nDETAIL:  .*(remaining connection slots are reserved|too many clients already)/s } @failed),
-		scalar(@failed), 'remote full: the error gives the remote\'s reason')
-	  or diag(join("\n", map { $_->{err} } @calls));
+	# A caller holds the pool's one open connection; the next one needs a
+	# new connection, which the remote refuses.
+	my $holder = start_call("SELECT netrun_pool.fetchval('full', 'SELECT pg_sleep(300)')");
+	ok($small->poll_query_until('postgres', remote_active($small, 'full', 'SELECT pg_sleep(300)%'), '1'),
+		'remote full: a caller holds the open connection');
+	my $second = start_call("SELECT netrun_pool.fetchval('full', 'SELECT 1')");
+	ok(finish_call($second), 'remote full: the caller that needs a new connection does not hang');
+	# 53300 while the open connection is busy, or 08004 if the probes
+	# fail too: either way with the remote's reason.
+	like($second->{err}, qr/ERROR:  (53300: timed out waiting for a connection from |08004: )netrun_pool connection "full".*\nDETAIL:  .*(remaining connection slots are reserved|too many clients already)/s,
+		'remote full: it fails with the remote\'s reason');
+	$small->safe_psql('postgres',
+		"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'netrun_pool:full' AND query LIKE 'SELECT pg_sleep(300)%'");
+	ok(finish_call($holder), 'remote full: the holder, its remote query cancelled, ends');
 	$_->kill_kill foreach @sleepers;
 	settles_and_serves('remote full', 'full', $small);
 }
@@ -512,6 +557,15 @@ my $worker = NetrunTest::status_field($local, 'postgres', 'worker_pid');
 		  $local->connstr('postgres') ],
 		'>', \$out, '2>', \$err,
 		IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+	my $peak = 0;
+	while ($h->pumpable)
+	{
+		my ($r, $n) = $remote->psql('postgres',
+			"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'netrun_pool:tiny'");
+		$peak = $n if $r == 0 && $n > $peak;
+		last unless eval { IPC::Run::pump_nb($h); 1 };
+		select(undef, undef, undef, 0.1);
+	}
 	ok(eval { $h->finish; 1 }, 'pool exhausted: the 100 callers all ended');
 	is($h->result(0), 0, 'pool exhausted: no client was aborted') or diag($err);
 	my ($ok, $failed, $unclear) = outcomes('exhausted');
@@ -524,8 +578,7 @@ my $worker = NetrunTest::status_field($local, 'postgres', 'worker_pid');
 	is($local->safe_psql('postgres', "SELECT exhausted_total FROM netrun_pool.pool_stats WHERE name = 'tiny'"),
 		$failed, 'pool exhausted: exhausted_total counts each of them');
 	settles_and_serves('pool exhausted', 'tiny', $remote);
-	ok($remote->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'netrun_pool:tiny'") <= 2,
-		'pool exhausted: the remote never saw more than pool_max connections of it');
+	ok($peak >= 1 && $peak <= 2, "pool exhausted: the remote never held more than pool_max = 2 of its connections (peak $peak)");
 }
 
 # Only the SIGKILL case may have killed a process.
