@@ -4,14 +4,17 @@
 # column lists that do not match, quoting and injection in names, broken
 # conninfo strings, tokens and tenants.  Every error must be one the README
 # documents (or PostgreSQL's own, raised before our code runs, or the
-# remote's own, re-raised); the server never crashes; the worker keeps its
-# pid; nothing stays checked out or waiting; the remote never holds more
-# than pool_max connections of a pool; and a second run of the same batch
-# grows neither the worker's memory and descriptors nor a long-lived
-# calling backend's memory.
+# remote's own, re-raised, which the remote's server log must show it
+# raised); the server never crashes; the worker keeps its pid; nothing
+# stays checked out or waiting; the remote never holds more than pool_max
+# connections of a pool; and a second run of the same batch grows neither
+# the worker's memory and descriptors nor a long-lived calling backend's
+# memory.
 #
 #   NETRUN_FUZZ_SEED=N    the PRNG's seed (printed; default below)
 #   NETRUN_FUZZ_CASES=N   generated cases per database and batch
+#   NETRUN_FUZZ_DUMP=DIR  write the two batches to DIR and skip the run, to
+#                         read them or replay one case by hand
 use strict;
 use warnings;
 
@@ -433,7 +436,11 @@ my @postgres = (
 );
 # The remote's own errors come back with the context line naming the
 # connection; ours never need to hide there, so such an error whose
-# message speaks of netrun_pool must be one of ours.
+# message speaks of netrun_pool must be one of ours.  The context line
+# alone proves nothing: api.c adds it to every error the worker relays,
+# the worker's own included.  So an error classified here as the remote's
+# is only a candidate; below, its message must also be in the remote's
+# server log.
 sub classify
 {
 	my ($state, $msg, $has_context) = @_;
@@ -466,6 +473,8 @@ my $measure = q{SELECT (SELECT sum(total_bytes) FROM pg_backend_memory_contexts)
 
 my %seen_kind;
 my @unmatched;
+# primary message => where it was first seen, for every "remote" error
+my %remote_said;
 my $errors_total = 0;
 my $cases_total = 0;
 my $longest_error = 0;
@@ -529,6 +538,7 @@ SQL
 				$longest_text = substr($said, 0, 300);
 			}
 		}
+		($remote_said{ $msg =~ s/\n+\z//r } //= "$dbname: $state") if ($class // '') eq 'remote';
 		$seen_kind{ ($class // 'UNMATCHED') . ': ' . substr($kind, 0, 120) }++;
 		push @unmatched, "$dbname: $level $state " . substr($msg, 0, 300) . "\n" . substr($extra, 0, 500)
 		  unless $class;
@@ -550,6 +560,34 @@ is(scalar(@unmatched), 0, 'every error is documented, PostgreSQL\'s own, or the 
   or diag(join("\n", @unmatched[ 0 .. ($#unmatched < 40 ? $#unmatched : 39) ]));
 ok($errors_total > $ncases, "the batches did raise errors ($errors_total)");
 ok(scalar(grep { /^remote: / } keys %seen_kind) > 0, 'remote errors came back');
+
+# An error is the remote's only if the remote raised it.  The remote logs
+# every ERROR (log_min_messages is warning) and a FATAL such as
+# pg_terminate_backend()'s, as "ERROR:  message" after the framework's
+# log_line_prefix ('%m [%p] %q%a '), a message's further lines indented by
+# a tab, and " at character N" appended if it has a position.  So every distinct primary message classified as the remote's
+# must be one the remote logged.  An undocumented error raised by the
+# worker itself (say a libpq failure it relays with a made-up SQLSTATE),
+# or by our backend code while a relayed error's context is set, carries
+# the connection's context line too and was classified as the remote's
+# above; the remote never logged it, so it is listed here and this fails.
+my %remote_logged;
+{
+	my $remote_log = slurp_file($remote->logfile);
+	while ($remote_log =~
+		/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \S+ \[\d+\] [^\n]*?(?:ERROR|FATAL):  ([^\n]*(?:\n\t[^\n]*)*)/mg)
+	{
+		(my $logged = $1) =~ s/\n\t/\n/g;
+		# the log adds the error's position, which the client gets apart
+		$logged =~ s/ at character \d+\z//;
+		$remote_logged{$logged} = 1;
+	}
+}
+my @not_logged = grep { !$remote_logged{$_} } sort keys %remote_said;
+note(scalar(keys %remote_said) . ' distinct messages classified as the remote\'s, '
+	  . scalar(keys %remote_logged) . ' distinct ERROR/FATAL messages in the remote\'s log');
+is(scalar(@not_logged), 0, 'every error classified as the remote\'s is one the remote logged')
+  or diag(join("\n", map { "$remote_said{$_}: " . substr($_, 0, 300) } @not_logged[ 0 .. ($#not_logged < 40 ? $#not_logged : 39) ]));
 cmp_ok($longest_error, '<', 1000, "none of our errors echoes a huge input (longest $longest_error bytes)")
   or diag($longest_text);
 
@@ -624,4 +662,5 @@ for my $m ([ 'UTF8', $m_utf8 ], [ 'SQL_ASCII', $m_ascii ])
 		"$db: the worker holds as many descriptors after the second batch (within 3)");
 }
 
+note(sprintf('%d s in all', time - $^T));
 done_testing();
