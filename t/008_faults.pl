@@ -473,12 +473,12 @@ my $worker = NetrunTest::status_field($local, 'postgres', 'worker_pid');
 	$change->("SELECT netrun_pool.configure('reg', enabled => false)", '55000');
 	$change->("SELECT netrun_pool.configure('reg', enabled => true)", '00000');
 	# A change the pool cannot take is refused and leaves it as it was.
-	my $before = $local->safe_psql('postgres', "SELECT conninfo FROM netrun_pool.connections WHERE name = 'reg'");
+	my $before = $local->safe_psql('postgres', "SELECT conninfo || ' ' || updated_at FROM netrun_pool.registry WHERE name = 'reg'");
 	my ($ret, $out, $err) = $local->psql('postgres',
 		"SELECT netrun_pool.configure('reg', conninfo => '$conninfo application_name=x')");
 	like($err, qr/ERROR:  connection option "application_name" is not allowed in a netrun_pool connection/,
 		'registry changes: a conninfo the pool sets itself is refused under load');
-	is($local->safe_psql('postgres', "SELECT conninfo FROM netrun_pool.connections WHERE name = 'reg'"),
+	is($local->safe_psql('postgres', "SELECT conninfo || ' ' || updated_at FROM netrun_pool.registry WHERE name = 'reg'"),
 		$before, 'registry changes: and the connection is as it was');
 	$change->("SELECT netrun_pool.unregister('reg')", '42704');
 	$change->("SELECT netrun_pool.register('reg', '$conninfo', pool_max => 3)", '00000');
