@@ -410,20 +410,20 @@ ok($local->poll_query_until('postgres', "SELECT netrun_pool.fetchval('keyed', 'S
 $local->safe_psql('postgres', "SELECT netrun_pool.unregister('keyed')");
 
 # --- a long-lived backend survives a worker restart ---------------------------
-my ($bin, $bout, $berr2) = ('', '', '');
+my ($bin, $lout, $berr2) = ('', '', '');
 my $long = IPC::Run::start(
 	[ 'psql', '-X', '-At', $local->connstr('postgres') ],
-	'<', \$bin, '>', \$bout, '2>', \$berr2);
+	'<', \$bin, '>', \$lout, '2>', \$berr2);
 $bin .= "SELECT 'first:' || netrun_pool.fetchval('r', 'SELECT 1');\n";
-IPC::Run::pump($long) until $bout =~ /first:1/;
+IPC::Run::pump($long) until $lout =~ /first:1/;
 my $oldw = NetrunTest::status_field($local, 'postgres', 'worker_pid');
 kill 'TERM', $oldw;
 ok($local->poll_query_until('postgres',
 		"SELECT state = 'running' AND worker_pid <> $oldw AND pools >= 3 FROM netrun_pool.worker_status()"),
 	'the worker restarted');
 $bin .= "SELECT 'second:' || netrun_pool.fetchval('r', 'SELECT 2');\n";
-IPC::Run::pump($long) until $bout =~ /second:2/ || $berr2 =~ /ERROR/;
-like($bout, qr/second:2/, 'the same backend calls again without an error: its channel is made anew');
+IPC::Run::pump($long) until $lout =~ /second:2/ || $berr2 =~ /ERROR/;
+like($lout, qr/second:2/, 'the same backend calls again without an error: its channel is made anew');
 is($berr2, '', 'no error at all');
 $bin .= "\\q\n";
 $long->finish;
