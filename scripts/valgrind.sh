@@ -5,7 +5,7 @@
 # and TAP suites, each server that preloads netrun_pool (postmaster,
 # launcher, worker, backends) under valgrind.  Any invalid read, write or
 # free, use of uninitialised memory, crash or failed Assert whose stack
-# goes through netrun_pool's code fails the run.  Slow: about half an hour
+# goes through netrun_pool's code fails the run.  Slow: about an hour
 # on 2 cores (the TAP suite is most of it).
 #
 #   bash scripts/valgrind.sh                      (as root)
