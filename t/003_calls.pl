@@ -319,13 +319,25 @@ ok($remote->poll_query_until('postgres',
 		"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'netrun_pool:warm'", '2'),
 	'pool_min connections are opened without any call');
 # Four concurrent calls open two more; once idle past idle_timeout_s the
-# pool shrinks back to pool_min, not below.
+# pool shrinks back to pool_min, not below.  The calls wait on the remote
+# for an advisory lock the test holds, so all four are running at once
+# however slow the machine, and end normally once it is let go.
+my ($lock_out, $lock_err) = ('', '');
+my $barrier = IPC::Run::start(
+	[ 'psql', '-X', '-d', $remote->connstr('postgres'), '-c', 'SELECT pg_advisory_lock(4242), pg_sleep(600)' ],
+	'>', \$lock_out, '2>', \$lock_err);
+ok($remote->poll_query_until('postgres',
+		"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 AND granted", '1'),
+	'the test holds the barrier');
 my @busy = map {
-	NetrunTest::background_call($local, 'postgres', "SELECT netrun_pool.fetchval('warm', 'SELECT pg_sleep(1)')", \my $o, \my $e)
+	NetrunTest::background_call($local, 'postgres', "SELECT netrun_pool.fetchval('warm', 'SELECT pg_advisory_xact_lock_shared(4242)::text')", \my $o, \my $e)
 } 1 .. 4;
 ok($remote->poll_query_until('postgres',
 		"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'netrun_pool:warm' AND state = 'active'", '4'),
 	'four calls use four connections');
+$remote->safe_psql('postgres',
+	"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_advisory_lock(4242)%'");
+$barrier->finish;
 $_->finish for @busy;
 ok($remote->poll_query_until('postgres',
 		"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'netrun_pool:warm'", '2'),
