@@ -266,28 +266,28 @@ my $worker = NetrunTest::status_field($local, 'postgres', 'worker_pid');
 }
 
 # --- 2. the remote backend of a pooled connection is killed --------------------
+# $sql runs; once $ready holds on the remote, its remote backend (query
+# LIKE $like) is terminated.
+sub remote_backend_killed
 {
-	my $call = start_call("SELECT netrun_pool.fetchval('r', 'SELECT pg_sleep(300)')");
-	ok($remote->poll_query_until('postgres', remote_active($remote, 'r', 'SELECT pg_sleep(300)%'), '1'),
-		'mid-query: the remote runs the call');
+	my ($case, $sql, $ready, $like) = @_;
+	my $call = start_call($sql);
+	ok($remote->poll_query_until('postgres', $ready, '1'), "$case: the remote runs the call");
 	$remote->safe_psql('postgres',
-		"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'netrun_pool:r' AND query LIKE 'SELECT pg_sleep(300)%'");
-	ok(finish_call($call), 'mid-query: the caller does not hang');
+		"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'netrun_pool:r' AND query LIKE '$like'");
+	ok(finish_call($call), "$case: the caller does not hang");
 	like($call->{err}, qr/ERROR:  (57P01: terminating connection due to administrator command|08006: lost connection to netrun_pool connection "r")/,
-		'mid-query: the caller gets a clear error');
-	settles_and_serves('backend killed mid-query', 'r', $remote);
-
-	$call = start_call(q{SELECT count(*) FROM netrun_pool.query('r',
-		'SELECT g, repeat(''x'', 200) FROM generate_series(1, 50000000) g') AS t(g int, x text)});
-	ok($remote->poll_query_until('postgres', remote_streaming($remote, 'r', 'SELECT g, repeat%'), '1'),
-		'mid-stream: rows are flowing');
-	$remote->safe_psql('postgres',
-		"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'netrun_pool:r' AND query LIKE 'SELECT g, repeat%'");
-	ok(finish_call($call), 'mid-stream: the caller does not hang');
-	like($call->{err}, qr/ERROR:  (57P01: terminating connection due to administrator command|08006: lost connection to netrun_pool connection "r")/,
-		'mid-stream: the caller gets a clear error');
-	settles_and_serves('backend killed mid-stream', 'r', $remote);
+		"$case: the caller gets a clear error");
+	settles_and_serves("backend killed $case", 'r', $remote);
 }
+remote_backend_killed('mid-query',
+	"SELECT netrun_pool.fetchval('r', 'SELECT pg_sleep(300)')",
+	remote_active($remote, 'r', 'SELECT pg_sleep(300)%'), 'SELECT pg_sleep(300)%');
+# mid-stream: rows are flowing
+remote_backend_killed('mid-stream',
+	q{SELECT count(*) FROM netrun_pool.query('r',
+		'SELECT g, repeat(''x'', 200) FROM generate_series(1, 50000000) g') AS t(g int, x text)},
+	remote_streaming($remote, 'r', 'SELECT g, repeat%'), 'SELECT g, repeat%');
 
 # --- 3. a black hole: TCP accepted, nothing ever answered ------------------------
 # The circuit would open after three probes; with it held shut for this case,
