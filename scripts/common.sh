@@ -100,6 +100,29 @@ end_run() {
 	if [ -n "${KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 
+# The checks in one suite's output: $1 the suite (regress, isolation, tap,
+# or valgrind's workload), $2 the runner's output, $3 its exit status.  Sets
+# suite_passed and suite_failed.  A runner that failed with no failed check
+# counts as one failure (output that could not be compared, a TAP file that
+# died or had no plan).
+count_suite() {
+	local suite=$1 out=$2 rc=$3 t summary
+	case $suite in
+	tap)
+		t=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\),.*/\1/p' "$out" | tail -1)
+		# prove's summary has a line per file that failed, with its count
+		summary=$(sed -n '/^Test Summary Report/,/^Files=/p' "$out" |
+			sed -n 's/^t\/.* Tests: [0-9]* Failed: \([0-9]*\))$/\1/p')
+		suite_failed=$(printf '%s\n' "$summary" | awk 'NF { s += ($1 > 0 ? $1 : 1) } END { print s + 0 }')
+		suite_passed=$((${t:-0} - $(printf '%s\n' "$summary" | awk 'NF { s += $1 } END { print s + 0 }'))) ;;
+	*)
+		# "test NAME ... ok", or indented within a parallel group
+		suite_passed=$(grep -cE '^(test| ) *[^ ]+ +\.\.\. ok' "$out")
+		suite_failed=$(grep -cE '^(test| ) *[^ ]+ +\.\.\. (FAILED|failed)' "$out") ;;
+	esac
+	if [ "$rc" != 0 ] && [ "$suite_failed" = 0 ]; then suite_failed=1; fi
+}
+
 # Free loopback ports: nothing listens on 127.0.0.1:PORT and no socket file
 # is left for it in SOCKDIR.  next_port START SOCKDIR prints the first from START.
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

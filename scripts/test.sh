@@ -28,13 +28,6 @@ build_and_install "$work/src" "$TEST_USER" ASSERT=1
 passed=0 failed=0
 failed_suites=()
 
-# Count "test NAME ... ok/FAILED" lines of pg_regress-style output.
-count_regress() {
-	local out=$1
-	passed=$((passed + $(grep -cE '^test [^ ]+ +\.\.\. ok' "$out")))
-	failed=$((failed + $(grep -cE '^test [^ ]+ +\.\.\. (FAILED|failed)' "$out")))
-}
-
 show_failure() {
 	local dir=$1
 	[ -f "$dir/regression.diffs" ] && { echo "---- $dir/regression.diffs"; cat "$dir/regression.diffs"; }
@@ -53,20 +46,9 @@ for suite in $SUITES; do
 	as_user "$TEST_USER" env TMPDIR="$work/tmp" make -C "$work/src" -s "test-$suite" ${PROVE_TESTS:+PROVE_TESTS="$PROVE_TESTS"} \
 		2>&1 | tee "$out"
 	rc=${PIPESTATUS[0]}
-	case $suite in
-	regress | isolation)
-		before=$failed
-		count_regress "$out"
-		# a test whose output could not be compared is a failure too
-		if [ "$rc" != 0 ] && [ "$failed" = "$before" ]; then failed=$((failed + 1)); fi ;;
-	tap)
-		# prove: "Files=N, Tests=M" and per-file "Failed X/Y subtests"
-		t=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\),.*/\1/p' "$out" | tail -1)
-		f=$(grep -oE 'Failed [0-9]+/[0-9]+ subtests' "$out" | awk '{split($2,a,"/"); s+=a[1]} END {print s+0}')
-		passed=$((passed + ${t:-0} - f))
-		failed=$((failed + f))
-		if [ "$rc" != 0 ] && [ "$f" = 0 ]; then failed=$((failed + 1)); fi ;;
-	esac
+	count_suite "$suite" "$out" "$rc"
+	passed=$((passed + suite_passed))
+	failed=$((failed + suite_failed))
 	if [ "$rc" != 0 ]; then
 		failed_suites+=("$suite")
 		show_failure "$work/src/build/$suite"

@@ -29,6 +29,10 @@
 # big stream, default 1000000 here instead of 10 million).
 set -uo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
+# count_suite, shared with test.sh; make's PG_BINDIR is kept over common.sh's
+make_bindir=${PG_BINDIR:-}
+. "$src/scripts/common.sh"
+PG_BINDIR=$make_bindir
 : "${VG_DIR:?run this through make test-valgrind}" "${PG_BINDIR:?}" "${PG_PKGLIBDIR:?}" "${PG_SHAREDIR:?}"
 MAKE=${MAKE:-make}
 suites=${VG_SUITES:-workload regress isolation tap}
@@ -259,23 +263,8 @@ for suite in $suites; do
 	fi
 	rc=${PIPESTATUS[0]}
 	secs=$(($(date +%s) - start))
-	p=0 f=0
-	case $suite in
-	workload | regress | isolation)
-		p=$(grep -cE '^(test| ) *[^ ]+ +\.\.\. ok' "$out")
-		f=$(grep -cE '^(test| ) *[^ ]+ +\.\.\. (FAILED|failed)' "$out")
-		[ "$rc" != 0 ] && [ "$f" = 0 ] && f=1 ;;
-	tap)
-		t=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\),.*/\1/p' "$out" | tail -1)
-		# prove's summary: a file's failed subtests, or 1 for a file that
-		# failed none but did not finish (died, no plan, a timer)
-		f=$(sed -n '/^Test Summary Report/,/^Files=/p' "$out" |
-			sed -n 's/^t\/.* Tests: [0-9]* Failed: \([0-9]*\))$/\1/p' |
-			awk '{ s += ($1 > 0 ? $1 : 1) } END { print s + 0 }')
-		p=$((${t:-0} - $(sed -n '/^Test Summary Report/,/^Files=/p' "$out" |
-			sed -n 's/^t\/.* Tests: [0-9]* Failed: \([0-9]*\))$/\1/p' | awk '{ s += $1 } END { print s + 0 }')))
-		[ "$rc" != 0 ] && [ "$f" = 0 ] && f=1 ;;
-	esac
+	count_suite "$suite" "$out" "$rc"
+	p=$suite_passed f=$suite_failed
 	passed=$((passed + p))
 	failed=$((failed + f))
 	[ "$rc" != 0 ] && failed_suites+=("$suite")
