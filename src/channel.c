@@ -15,6 +15,17 @@
  * tells the worker, which cancels the remote work, and the next call
  * starts a fresh channel.  Nothing else is set up per call.
  *
+ * Each side reads a queue only when the other rang its bell (ChannelSlot)
+ * or its last read there found a message.  A read of an empty shm_mq
+ * publishes the bytes consumed so far and sets the sender's latch; the
+ * backend polling for its answer right after sending, and the worker
+ * polling a request queue it had just emptied, each woke the other for
+ * nothing: two extra process wake-ups per call, which cost more than the
+ * call's own work on a busy machine.  With the bells a small call costs
+ * one wake-up each way.  Flow control is shm_mq's own: a reader that
+ * drains a queue (its read comes back empty) still publishes what it
+ * consumed and wakes a sender waiting for room.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -38,12 +49,24 @@ static shm_mq_handle *my_request = NULL;
 static shm_mq_handle *my_response = NULL;
 static bool exit_callback_registered = false;
 static pid_t my_channel_worker = 0;	/* the worker our channel is for */
+static Latch *my_worker_latch = NULL;	/* its latch */
+static bool my_response_more = false;	/* the last read found a message */
 
 static ChannelSlot *
 my_slot(void)
 {
 	Assert(MyBackendId != InvalidBackendId && MyBackendId <= MaxBackends);
 	return &netrun_shared->channels[MyBackendId - 1];
+}
+
+/* Tell the worker to look at our slot and request queue. */
+static void
+channel_ring_worker(void)
+{
+	pg_atomic_write_u32(&my_slot()->request_bell, 1);
+	/* SetLatch starts with a barrier: the bell is seen before the latch */
+	if (my_worker_latch)
+		SetLatch(my_worker_latch);
 }
 
 static void
@@ -67,6 +90,8 @@ channel_backend_discard(void)
 	if (my_seg == NULL)
 		return;
 	channel_clear_slot();
+	channel_ring_worker();
+	my_worker_latch = NULL;
 	shm_mq_detach(my_request);
 	shm_mq_detach(my_response);
 	dsm_detach(my_seg);
@@ -112,7 +137,6 @@ channel_backend_ensure(void)
 	shm_mq	   *response;
 	ChannelSlot *slot;
 	MemoryContext old;
-	Latch	   *worker_latch;
 
 	netrun_require_shared();
 	if (my_seg != NULL)
@@ -161,10 +185,11 @@ channel_backend_ensure(void)
 	slot->handle = dsm_segment_handle(my_seg);
 	slot->generation++;
 	slot->worker_pid = my_channel_worker;
-	worker_latch = netrun_shared->worker_latch;
+	my_worker_latch = netrun_shared->worker_latch;
 	SpinLockRelease(&netrun_shared->mutex);
-	if (worker_latch)
-		SetLatch(worker_latch);
+	pg_atomic_write_u32(&slot->response_bell, 0);
+	my_response_more = false;
+	channel_ring_worker();
 }
 
 /* One bounded wait for the worker, interruptible. */
@@ -179,18 +204,27 @@ channel_wait(void)
 		channel_worker_gone();
 }
 
+/*
+ * Send a call's request.  Nothing of an earlier call is left in the
+ * response queue (a call ends with its last message, or the channel is
+ * discarded), so the response bell starts quiet.
+ */
 void
 channel_backend_send(StringInfo msg)
 {
+	pg_atomic_write_u32(&my_slot()->response_bell, 0);
+	my_response_more = false;
 	for (;;)
 	{
 		shm_mq_result res = shm_mq_send(my_request, msg->len, msg->data,
 										true, true);
 
-		if (res == SHM_MQ_SUCCESS)
-			return;
 		if (res == SHM_MQ_DETACHED)
 			channel_worker_gone();
+		/* rung after every write, whole or partial */
+		channel_ring_worker();
+		if (res == SHM_MQ_SUCCESS)
+			return;
 		channel_wait();
 	}
 }
@@ -201,12 +235,20 @@ channel_backend_receive(Size *len, void **data)
 {
 	for (;;)
 	{
-		shm_mq_result res = shm_mq_receive(my_response, len, data, true);
+		if (my_response_more ||
+			pg_atomic_exchange_u32(&my_slot()->response_bell, 0) != 0)
+		{
+			shm_mq_result res = shm_mq_receive(my_response, len, data, true);
 
-		if (res == SHM_MQ_SUCCESS)
-			return;
-		if (res == SHM_MQ_DETACHED)
-			channel_worker_gone();
+			if (res == SHM_MQ_SUCCESS)
+			{
+				my_response_more = true;
+				return;
+			}
+			if (res == SHM_MQ_DETACHED)
+				channel_worker_gone();
+			my_response_more = false;
+		}
 		channel_wait();
 	}
 }
@@ -250,9 +292,30 @@ channel_worker_attach(WorkerChannel *ch, int slot, dsm_handle handle,
 	shm_mq_set_sender(response, MyProc);
 	ch->request = shm_mq_attach(request, ch->seg, NULL);
 	ch->response = shm_mq_attach(response, ch->seg, NULL);
+	/* the backend set itself as the request's sender before registering */
+	ch->backend_latch = &shm_mq_get_sender(request)->procLatch;
 	ch->attached = true;
 	MemoryContextSwitchTo(old);
 	return true;
+}
+
+/* Did the backend of this slot ring since we last looked?  Clears it. */
+bool
+channel_worker_take_bell(int slot)
+{
+	pg_atomic_uint32 *bell = &netrun_shared->channels[slot].request_bell;
+
+	/* the plain read keeps the common case (not rung) free of a locked op */
+	return pg_atomic_read_u32(bell) != 0 &&
+		pg_atomic_exchange_u32(bell, 0) != 0;
+}
+
+/* After a write to the response queue: tell the backend to read it. */
+void
+channel_worker_ring(WorkerChannel *ch)
+{
+	pg_atomic_write_u32(&netrun_shared->channels[ch->slot].response_bell, 1);
+	SetLatch(ch->backend_latch);
 }
 
 void

@@ -23,6 +23,8 @@
 #define NETRUN_CHANNEL_H
 
 #include "lib/stringinfo.h"
+#include "port/atomics.h"
+#include "storage/latch.h"
 #include "storage/dsm.h"
 #include "storage/shm_mq.h"
 
@@ -77,8 +79,16 @@ typedef struct ChannelRequestHead
 /*
  * The shared slot a backend registers its channel in, one per backend
  * (indexed by BackendId - 1).  Written by the owning backend (handle,
- * generation, pid) and cleared by it; the worker only reads it.  All
+ * generation, pid) and cleared by it; the worker only reads it.  These
  * fields are read and written under netrun_shared->mutex.
+ *
+ * The two bells are atomics, outside the mutex.  A side rings the other's
+ * bell after it has written to a queue (or, the backend, after it changed
+ * its slot), then sets the other's latch; the other looks at that queue
+ * only when its bell rang or its last read found a message.  Reading an
+ * empty shm_mq is not free: it publishes the bytes read so far and sets
+ * the sender's latch, which woke the other side for nothing twice per
+ * call (see channel.c).
  */
 typedef struct ChannelSlot
 {
@@ -87,6 +97,8 @@ typedef struct ChannelSlot
 	uint32		generation;		/* bumped at every new channel */
 	pid_t		worker_pid;		/* the worker it was made for: a restarted
 								 * worker never adopts an old channel */
+	pg_atomic_uint32 request_bell;	/* rung by the backend */
+	pg_atomic_uint32 response_bell; /* rung by the worker */
 } ChannelSlot;
 
 /* channel.c, backend side */
@@ -103,12 +115,15 @@ typedef struct WorkerChannel
 	dsm_segment *seg;
 	shm_mq_handle *request;		/* we receive */
 	shm_mq_handle *response;	/* we send */
+	Latch	   *backend_latch;	/* the backend's, to ring its bell */
 	bool		attached;
 } WorkerChannel;
 
 extern bool channel_worker_attach(WorkerChannel *ch, int slot,
 								  dsm_handle handle, uint32 generation);
 extern void channel_worker_detach(WorkerChannel *ch);
+extern bool channel_worker_take_bell(int slot);
+extern void channel_worker_ring(WorkerChannel *ch);
 
 /* message helpers */
 extern void msg_put_int32(StringInfo buf, int32 v);

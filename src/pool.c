@@ -629,7 +629,8 @@ request_pump(Request *req)
 				return true;
 			res = shm_mq_send(cs->ch.response, req->out.len, req->out.data,
 							  true, true);
-
+			if (res != SHM_MQ_DETACHED)
+				channel_worker_ring(&cs->ch);
 			if (res != SHM_MQ_SUCCESS)
 				return false;
 			req->out_pending = false;
@@ -2064,6 +2065,8 @@ request_accept(int channel, Request *req)
 static void
 pool_service_channels(void)
 {
+	static bool first = true;	/* look at every slot once */
+
 	for (int i = 0; i < netrun_shared->max_channels; i++)
 	{
 		ChannelState *cs = &channels[i];
@@ -2071,12 +2074,22 @@ pool_service_channels(void)
 		Size		len;
 		void	   *data;
 		shm_mq_result res;
+		bool		rung = channel_worker_take_bell(i) || first;
 
-		SpinLockAcquire(&netrun_shared->mutex);
-		snap = netrun_shared->channels[i];
-		SpinLockRelease(&netrun_shared->mutex);
+		/* a slot that did not ring has nothing new: only output to pump */
+		if (!rung && cs->active == NULL)
+			continue;
+		if (rung)
+		{
+			SpinLockAcquire(&netrun_shared->mutex);
+			snap = netrun_shared->channels[i];
+			SpinLockRelease(&netrun_shared->mutex);
+		}
+		else
+			snap.pid = 0;		/* not read below */
 
-		if (cs->ch.attached && (snap.pid == 0 || snap.generation != cs->ch.generation))
+		if (rung && cs->ch.attached &&
+			(snap.pid == 0 || snap.generation != cs->ch.generation))
 		{
 			/* the backend moved to a new channel, or has none */
 			if (cs->active)
@@ -2084,7 +2097,8 @@ pool_service_channels(void)
 			channel_release_pins(i);
 			channel_worker_detach(&cs->ch);
 		}
-		if (!cs->ch.attached && snap.pid != 0 && snap.worker_pid == MyProcPid)
+		if (rung && !cs->ch.attached && snap.pid != 0 &&
+			snap.worker_pid == MyProcPid)
 		{
 			if (!channel_worker_attach(&cs->ch, i, snap.handle, snap.generation))
 				continue;
@@ -2109,6 +2123,9 @@ pool_service_channels(void)
 			}
 		}
 
+		/* read only when rung: reading it empty would wake the backend */
+		if (!rung)
+			continue;
 		res = shm_mq_receive(cs->ch.request, &len, &data, true);
 		if (res == SHM_MQ_DETACHED)
 		{
@@ -2138,6 +2155,7 @@ pool_service_channels(void)
 			request_accept(i, req);
 		}
 	}
+	first = false;
 }
 
 /*

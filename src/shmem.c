@@ -67,6 +67,11 @@ netrun_shmem_startup(void)
 		netrun_shared->max_channels = MaxBackends;
 		p += MAXALIGN(sizeof(NetrunShared));
 		netrun_shared->channels = (ChannelSlot *) p;
+		for (int i = 0; i < MaxBackends; i++)
+		{
+			pg_atomic_init_u32(&netrun_shared->channels[i].request_bell, 0);
+			pg_atomic_init_u32(&netrun_shared->channels[i].response_bell, 0);
+		}
 		p += MAXALIGN(mul_size(MaxBackends, sizeof(ChannelSlot)));
 		netrun_shared->pools = (NetrunPoolSlot *) p;
 		p += MAXALIGN(mul_size(netrun_max_pools, sizeof(NetrunPoolSlot)));
