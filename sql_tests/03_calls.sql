@@ -53,6 +53,18 @@ SELECT * FROM netrun_pool.query_json('self', 'SELECT * FROM items ORDER BY id');
 SELECT netrun_pool.fetchval('self', 'SELECT label FROM items ORDER BY id');
 SELECT netrun_pool.fetchval('self', 'SELECT label FROM items WHERE false') IS NULL AS none;
 
+-- A caller waits for its answer asleep, or polls for it first for up to
+-- netrun_pool.spin_wait_us microseconds (0: never).  The answer is the same.
+SHOW netrun_pool.spin_wait_us;
+SET netrun_pool.spin_wait_us = 0;
+SELECT netrun_pool.fetchval('self', 'SELECT label FROM items ORDER BY id');
+SET netrun_pool.spin_wait_us = 10000;
+SELECT netrun_pool.fetchval('self', 'SELECT label FROM items ORDER BY id');
+SELECT netrun_pool.fetchval('self', 'SELECT label FROM items ORDER BY id DESC');
+SET netrun_pool.spin_wait_us = 10001;
+SET netrun_pool.spin_wait_us = -1;
+RESET netrun_pool.spin_wait_us;
+
 -- exec: the command tag.
 SELECT netrun_pool.exec('self', 'INSERT INTO items (id, label) VALUES ($1, $2)', ARRAY['4', 'cheese']);
 SELECT netrun_pool.exec('self', 'UPDATE items SET ok = true WHERE ok IS NOT true');
@@ -327,6 +339,8 @@ CREATE ROLE caller LOGIN;
 SET ROLE caller;
 -- no usage
 SELECT netrun_pool.fetchval('self', 'SELECT 1');
+-- polling burns CPU: only a superuser may change how long
+SET netrun_pool.spin_wait_us = 0;
 RESET ROLE;
 SELECT netrun_pool.grant_usage('self', 'caller');
 SELECT pg_sleep(0.5);

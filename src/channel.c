@@ -26,11 +26,26 @@
  * drains a queue (its read comes back empty) still publishes what it
  * consumed and wakes a sender waiting for room.
  *
+ * A wake-up is the dearest part of a short call: the worker's kill() and
+ * the sleeping backend's trip back through the scheduler cost more than
+ * the worker's work for it.  So a caller whose previous answer came
+ * within netrun_pool.spin_wait_us first polls its bell for that long, and
+ * sleeps only if no answer came.  It polls only while the worker serves no
+ * other call, and one caller polls at a time (a shared slot): with other
+ * calls in flight the CPU it would burn belongs to them, the worker and
+ * the remote (on two cores, polling at eight clients cost a quarter of the
+ * throughput).  A caller whose answers are slow (a slow query, or a queue
+ * for the pool) stops polling by itself.  Polling checks for interrupts,
+ * and the sleep that follows is the usual latch wait.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include <sched.h>
+
 #include "miscadmin.h"
+#include "portability/instr_time.h"
 #include "pgstat.h"
 #include "storage/ipc.h"
 #include "storage/proc.h"
@@ -51,6 +66,9 @@ static bool exit_callback_registered = false;
 static pid_t my_channel_worker = 0;	/* the worker our channel is for */
 static Latch *my_worker_latch = NULL;	/* its latch */
 static bool my_response_more = false;	/* the last read found a message */
+static bool my_first_answer_pending = false;	/* the call's first answer */
+static instr_time my_sent_at;	/* when the call's request went */
+static uint64 my_last_wait_us = 0;	/* request to first answer, last call */
 
 static ChannelSlot *
 my_slot(void)
@@ -224,9 +242,59 @@ channel_backend_send(StringInfo msg)
 		/* rung after every write, whole or partial */
 		channel_ring_worker();
 		if (res == SHM_MQ_SUCCESS)
+		{
+			INSTR_TIME_SET_CURRENT(my_sent_at);
+			my_first_answer_pending = true;
 			return;
+		}
 		channel_wait();
 	}
+}
+
+/*
+ * Before the first sleep of a call: poll the response bell while the
+ * call is younger than netrun_pool.spin_wait_us, if the last call's answer
+ * came within it and no other caller is polling.  True if the bell rang.
+ * Nothing in here can throw, so the shared slot is always given back; an
+ * interrupt ends the polling and the latch wait that follows handles it.
+ */
+static bool
+channel_spin(void)
+{
+	uint32		none = 0;
+	bool		rang = false;
+	instr_time	now;
+
+	if (netrun_spin_wait_us <= 0 ||
+		my_last_wait_us > (uint64) netrun_spin_wait_us ||
+		pg_atomic_read_u32(&netrun_shared->active_calls) > 1 ||
+		!pg_atomic_compare_exchange_u32(&netrun_shared->spinner, &none,
+										(uint32) MyProcPid))
+		return false;
+	for (uint32 i = 0;; i++)
+	{
+		if (pg_atomic_read_u32(&my_slot()->response_bell) != 0)
+		{
+			rang = true;
+			break;
+		}
+		if (InterruptPending)
+			break;
+		if ((i & 7) == 0)
+		{
+			/* another call came: its work needs the CPU */
+			if (pg_atomic_read_u32(&netrun_shared->active_calls) > 1)
+				break;
+			INSTR_TIME_SET_CURRENT(now);
+			INSTR_TIME_SUBTRACT(now, my_sent_at);
+			if (INSTR_TIME_GET_MICROSEC(now) >= (uint64) netrun_spin_wait_us)
+				break;
+		}
+		/* polite: any other process that can run on this CPU runs first */
+		sched_yield();
+	}
+	pg_atomic_write_u32(&netrun_shared->spinner, 0);
+	return rang;
 }
 
 /* The data stays valid until the next receive. */
@@ -243,12 +311,23 @@ channel_backend_receive(Size *len, void **data)
 			if (res == SHM_MQ_SUCCESS)
 			{
 				my_response_more = true;
+				if (my_first_answer_pending)
+				{
+					instr_time	now;
+
+					INSTR_TIME_SET_CURRENT(now);
+					INSTR_TIME_SUBTRACT(now, my_sent_at);
+					my_last_wait_us = INSTR_TIME_GET_MICROSEC(now);
+					my_first_answer_pending = false;
+				}
 				return;
 			}
 			if (res == SHM_MQ_DETACHED)
 				channel_worker_gone();
 			my_response_more = false;
 		}
+		if (my_first_answer_pending && channel_spin())
+			continue;
 		channel_wait();
 	}
 }

@@ -26,6 +26,9 @@ int			netrun_max_connections = 256;
 
 /* Health probes and the circuit breaker (health.c) */
 int			netrun_health_interval_ms = 10000;
+
+/* A caller's wait for its answer (channel.c) */
+int			netrun_spin_wait_us = 500;
 int			netrun_degraded_latency_ms = 100;
 int			netrun_unhealthy_after = 3;
 int			netrun_degraded_error_percent = 20;
@@ -112,6 +115,15 @@ netrun_define_gucs(void)
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("netrun_pool.spin_wait_us",
+							"How long a caller polls for its answer before it sleeps, in microseconds.",
+							"Only one caller at a time polls, and only when its previous answer came within this time. 0 turns polling off.",
+							&netrun_spin_wait_us,
+							500, 0, 10000,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("netrun_pool.health_interval_ms",
 							"How often the worker probes each enabled connection.",

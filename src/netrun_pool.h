@@ -43,6 +43,7 @@ extern int	netrun_max_pools;
 extern int	netrun_max_connections;
 extern char *netrun_secret_key_file;
 extern int	netrun_health_interval_ms;
+extern int	netrun_spin_wait_us;
 extern int	netrun_degraded_latency_ms;
 extern int	netrun_unhealthy_after;
 extern int	netrun_degraded_error_percent;
@@ -154,6 +155,9 @@ typedef struct NetrunShared
 	int			worker_encoding;	/* netrun_pool.database's encoding: the
 									 * client_encoding of every remote
 									 * connection */
+	pg_atomic_uint32 spinner;	/* pid of the one caller polling for its
+								 * answer (netrun_pool.spin_wait_us), or 0 */
+	pg_atomic_uint32 active_calls;	/* calls the worker is serving */
 
 	/*
 	 * Bumped by any backend whose transaction changed the registry, at

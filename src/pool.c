@@ -712,6 +712,19 @@ request_add_row(Request *req, const PGresult *res)
  * ---------------------------------------------------------------------
  */
 
+/*
+ * Calls between their request and their last message, published for the
+ * callers' choice to poll or sleep (channel.c).
+ */
+static void
+pool_active_calls_changed(int delta)
+{
+	static uint32 active = 0;
+
+	active += delta;
+	pg_atomic_write_u32(&netrun_shared->active_calls, active);
+}
+
 static void
 request_free(Request *req)
 {
@@ -727,7 +740,10 @@ request_free(Request *req)
 		SpinLockRelease(&s->mutex);
 	}
 	if (cs->active == req)
+	{
 		cs->active = NULL;
+		pool_active_calls_changed(-1);
+	}
 	MemoryContextDelete(req->cxt);
 }
 
@@ -1956,7 +1972,9 @@ request_accept(int channel, Request *req)
 	Pool	   *pool = req->pool;
 	RemoteConn *pinned;
 
+	Assert(channels[channel].active == NULL);
 	channels[channel].active = req;
+	pool_active_calls_changed(1);
 	req->step = STEP_WAITING;
 	if (pool == NULL)
 	{
