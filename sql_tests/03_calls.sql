@@ -60,7 +60,7 @@ SET netrun_pool.spin_wait_us = 0;
 SELECT netrun_pool.fetchval('self', 'SELECT label FROM items ORDER BY id');
 SET netrun_pool.spin_wait_us = 10000;
 SELECT netrun_pool.fetchval('self', 'SELECT label FROM items ORDER BY id');
-SELECT netrun_pool.fetchval('self', 'SELECT label FROM items ORDER BY id DESC');
+SELECT netrun_pool.fetchval('self', 'SELECT count(*) FROM items');
 SET netrun_pool.spin_wait_us = 10001;
 SET netrun_pool.spin_wait_us = -1;
 RESET netrun_pool.spin_wait_us;
