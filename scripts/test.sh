@@ -5,7 +5,11 @@
 # unprivileged user, in a fresh temp dir that it removes afterwards.
 #
 #   bash scripts/test.sh            all suites
-#   SUITES="tap" bash scripts/test.sh     a subset: regress, isolation, tap
+#   SUITES="tap" bash scripts/test.sh     a subset: regress, isolation, tap, bench
+#
+# "bench" is the smoke test of bench/run.sh (bench/smoke.sh: its quick mode
+# completes and reports every cell, no speed asserted).  It installs an
+# optimized build over the one under test, so it runs last.
 #   PROVE_TESTS="t/001_worker.pl" bash scripts/test.sh
 #   KEEP=1 bash scripts/test.sh    keep the temp dir (results, logs) afterwards
 set -uo pipefail
@@ -14,7 +18,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 
 require_root
 TEST_USER=netrun_test
-SUITES=${SUITES:-regress isolation tap}
+SUITES=${SUITES:-regress isolation tap bench}
 
 ensure_packages sqlsmith
 ensure_user "$TEST_USER"
@@ -43,9 +47,16 @@ for suite in $SUITES; do
 	echo "== $suite"
 	# TMPDIR inside $work: the servers' socket dirs go wherever tests put
 	# them, and are removed with $work even after a bail-out.
-	as_user "$TEST_USER" env TMPDIR="$work/tmp" make -C "$work/src" -s "test-$suite" ${PROVE_TESTS:+PROVE_TESTS="$PROVE_TESTS"} \
-		2>&1 | tee "$out"
-	rc=${PIPESTATUS[0]}
+	if [ "$suite" = bench ]; then
+		# as root (it starts its own servers as its own user); we hold the lock
+		NETRUN_LOCK_HELD=1 bash "$work/src/bench/smoke.sh" 9>&- 2>&1 | tee "$out"
+		rc=${PIPESTATUS[0]}
+		grep -q ' \.\.\. FAILED' "$out" && rc=1
+	else
+		as_user "$TEST_USER" env TMPDIR="$work/tmp" make -C "$work/src" -s "test-$suite" ${PROVE_TESTS:+PROVE_TESTS="$PROVE_TESTS"} \
+			2>&1 | tee "$out"
+		rc=${PIPESTATUS[0]}
+	fi
 	count_suite "$suite" "$out" "$rc"
 	passed=$((passed + suite_passed))
 	failed=$((failed + suite_failed))
