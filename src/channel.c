@@ -31,12 +31,14 @@
  * the worker's work for it.  So a caller whose previous answer came
  * within netrun_pool.spin_wait_us first polls its bell for that long, and
  * sleeps only if no answer came.  It polls only while the worker serves no
- * other call, and one caller polls at a time (a shared slot): with other
- * calls in flight the CPU it would burn belongs to them, the worker and
- * the remote (on two cores, polling at eight clients cost a quarter of the
- * throughput).  A caller whose answers are slow (a slow query, or a queue
- * for the pool) stops polling by itself.  Polling checks for interrupts,
- * and the sleep that follows is the usual latch wait.
+ * other call, one caller polls at a time (a shared slot), and each turn of
+ * the poll yields the CPU to anything else that can run there: with other
+ * calls in flight the CPU belongs to them, the worker and the remote (on
+ * two cores, polling without yielding cost two and eight clients a fifth
+ * of their throughput; see bench/results/2026-11-27-profile.md).  A caller
+ * whose answers are slow (a slow query, or a queue for the pool) stops
+ * polling by itself.  Polling checks for interrupts, and the sleep that
+ * follows is the usual latch wait.
  *
  *-------------------------------------------------------------------------
  */

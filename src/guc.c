@@ -26,12 +26,12 @@ int			netrun_max_connections = 256;
 
 /* Health probes and the circuit breaker (health.c) */
 int			netrun_health_interval_ms = 10000;
-
-/* A caller's wait for its answer (channel.c) */
-int			netrun_spin_wait_us = 500;
 int			netrun_degraded_latency_ms = 100;
 int			netrun_unhealthy_after = 3;
 int			netrun_degraded_error_percent = 20;
+
+/* A caller's wait for its answer (channel.c) */
+int			netrun_spin_wait_us = 500;
 
 /* The tenant context (tenant.c) and RLS (sql/) */
 char	   *netrun_tenant_id = NULL;

@@ -209,6 +209,8 @@ pool_init(void)
 	/* the reserve for the event set's descriptor (see pool_run_once) */
 	ReserveExternalFD();
 	stats_clear_all();
+	/* a worker that died mid-call left its count behind */
+	pg_atomic_write_u32(&netrun_shared->active_calls, 0);
 }
 
 /* After an error unwound the worker's loop: no dispatch is in progress. */
@@ -714,15 +716,15 @@ request_add_row(Request *req, const PGresult *res)
 
 /*
  * Calls between their request and their last message, published for the
- * callers' choice to poll or sleep (channel.c).
+ * callers' choice to poll or sleep (channel.c).  A new worker starts at 0.
  */
+static uint32 active_calls = 0;
+
 static void
 pool_active_calls_changed(int delta)
 {
-	static uint32 active = 0;
-
-	active += delta;
-	pg_atomic_write_u32(&netrun_shared->active_calls, active);
+	active_calls += delta;
+	pg_atomic_write_u32(&netrun_shared->active_calls, active_calls);
 }
 
 static void
