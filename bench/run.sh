@@ -172,6 +172,8 @@ S4_BYTES=$(rval "SELECT sum(length(id::text) + length(payload)) FROM t WHERE id 
 # small ring and leaves them cold, and the first contestant of S2 then paid
 # for the reads of the others
 rval "CREATE EXTENSION pg_prewarm; SELECT pg_prewarm('t') + pg_prewarm('t_pkey')" >/dev/null
+rval "CHECKPOINT" >/dev/null
+sync
 
 dsn() { echo "host=127.0.0.1 port=$REMOTE_PORT dbname=bench user=$1"; }
 
@@ -363,6 +365,9 @@ run_cell() { # run_cell CONTESTANT SCENARIO CLIENTS [ROUND]: a line in $CELLS (r
 	fi
 	mkdir -p "$out"
 	wait_remote_quiet
+	# the writes of earlier cells (pgbench logs, S5's rows) reach the disk
+	# now, not in the middle of this one
+	sync
 	if [ $np = 1 ]; then
 		lval "SELECT netrun_pool.reset_stats('$pool')" >/dev/null || problem "$id: reset_stats failed"
 		echo 5 >"/proc/$WORKER_PID/clear_refs" 2>/dev/null || true
@@ -428,12 +433,21 @@ in_plan() { # whether CONTESTANT runs at SCENARIO and CLIENTS
 	[ "$who" = cpc ] && [ "$c" -gt 8 ] && return 1
 	return 0
 }
+rotate() { # rotate N WORD...: the words, the first N moved to the end
+	local n=$1
+	shift
+	n=$((n % $#))
+	echo "${@:n+1}" "${@:1:n}"
+}
 NCELLS=0
+GROUP=0
 log "running the cells ($MODE mode, $DURATION s each)"
 for item in $PLAN; do
 	s=${item%%:*}
 	for cc in $(echo "${item#*:}" | tr ',' ' '); do
-		for who in $CONTESTANTS; do
+		# each group of cells in another order: no contestant always goes first
+		GROUP=$((GROUP + 1))
+		for who in $(rotate $GROUP $CONTESTANTS); do
 			in_plan "$who" "$s" "$cc" || continue
 			run_cell "$who" "$s" "$cc"
 			NCELLS=$((NCELLS + 1))
@@ -446,15 +460,17 @@ ROUNDS=${ROUNDS:-$([ $MODE = full ] && echo 3 || echo 1)}
 : >"$ROUND_CELLS"
 target_cells() { # the contestants a target compares at SCENARIO and CLIENTS
 	case $2 in
-	1) echo "np4 np16 dblink cpc fdw" ;;
-	32) echo "np4 np16 dblink" ;;
+	1) echo "np4 dblink cpc fdw" ;;
+	32) echo "np4 dblink" ;;
 	esac
 }
 for ((round = 2; round <= ROUNDS; round++)); do
 	log "target cells, round $round of $ROUNDS"
+	rval "CHECKPOINT" >/dev/null
 	for s in S1 S2; do
 		for cc in 1 32; do
-			for who in $(target_cells "$s" "$cc"); do
+			# each round in another order: no contestant always goes first
+			for who in $(rotate $((round - 1)) $(target_cells "$s" "$cc")); do
 				echo " $CONTESTANTS " | grep -q " $who " || continue
 				run_cell "$who" "$s" "$cc" "$round"
 				NCELLS=$((NCELLS + 1))
@@ -560,9 +576,9 @@ rounds_text() {
 }
 for s in S1 S2; do
 	rs=$(round_ratios np4 dblink $s 1)
-	r16=$(median $(round_ratios np16 dblink $s 1))
+	r16=$(ratio "$(value np16 $s 1 tps)" "$(value dblink $s 1 tps)")
 	extra=
-	[ -n "$r16" ] && extra="; pool_max 16: ${r16}×"
+	[ -n "$r16" ] && extra="; pool_max 16, main pass: ${r16}×"
 	target "c=1, $s: netrun_pool tps ≥ 0.8× persistent dblink" "$(rounds_text $rs)$extra" "$(ge "$(median $rs)" 0.8)"
 done
 for s in S1 S2; do
@@ -684,7 +700,7 @@ REPORT=$RESULT_BASE.md
 	echo
 	echo "- Machine: $NCPU cores ($CPU_MODEL), $MEM_GB GB of memory. Everything runs on this one machine, over loopback TCP: pgbench, the local server, the remote server, pgbouncer. With 2 cores, the c=8 and above cells measure CPU contention as much as anything: pgbench, the local backends, the netrun_pool worker, pgbouncer and the remote backends share them."
 	echo "- PostgreSQL $PG_VERSION (local and remote), $BOUNCER_VERSION, pgbench from PostgreSQL $PG_VERSION; netrun_pool built from this tree without asserts (\`make\`, PGXS's -O2)."
-	echo "- Remote: table \`t (id int PRIMARY KEY, payload text)\`, 1,000,000 rows with a 96-character payload, loaded into shared_buffers (512 MB) with `pg_prewarm` before the first cell; \`ins (id bigserial PRIMARY KEY, v int)\` for S5; \`max_connections = 1200\`, \`synchronous_commit = off\` (S5 measures the call path, not the disk's fsync), \`autovacuum = off\`, \`jit = off\`."
+	echo "- Remote: table \`t (id int PRIMARY KEY, payload text)\`, 1,000,000 rows with a 96-character payload, loaded into shared_buffers (512 MB) with \`pg_prewarm\` before the first cell; \`ins (id bigserial PRIMARY KEY, v int)\` for S5; \`max_connections = 1200\`, \`synchronous_commit = off\` (S5 measures the call path, not the disk's fsync), \`autovacuum = off\`, \`jit = off\`."
 	echo "- Local: \`shared_preload_libraries = 'netrun_pool'\`, \`max_connections = 200\`, \`max_worker_processes = 16\`, \`netrun_pool.max_pools = 128\`, \`netrun_pool.max_connections = 2000\`, \`max_files_per_process = 6000\` (and the server's soft descriptor limit raised to 16384: the worker holds one descriptor per remote connection, and with PostgreSQL's defaults it gets about a third of \`max_files_per_process = 1000\`), \`jit = off\` (else postgres_fdw's S4 plan is JIT-compiled on every call), \`autovacuum = off\`; other settings default (\`work_mem = 4MB\`: S4's tuplestores spill to disk for every contestant)."
 	echo "- Each contestant has its own role on the remote, so the remote's \`pg_stat_activity\` tells them apart (client backends, sampled every 100 ms; the sampler itself and netrun_pool's health probes, one connection per pool, application_name \`netrun_pool_probe:NAME\`, are left out)."
 	echo
@@ -705,7 +721,7 @@ REPORT=$RESULT_BASE.md
 		echo "To stay within 15 minutes, not every cell runs: S1, S2 and S4 at c = 1, 8, 32; S3 and S5 at c = 1 and 32; S1 also at c = 128 (all but connect-per-call dblink and postgres_fdw); connect-per-call dblink only at c ≤ 8. $NCELLS cells of $DURATION s."
 	fi
 	if [ "$ROUNDS" -gt 1 ]; then
-		echo "The cells the targets compare (S1 and S2 at c = 1 and 32: netrun_pool, persistent dblink, and at c = 1 connect-per-call dblink and postgres_fdw) ran $ROUNDS times: the main pass, then $((ROUNDS - 1)) more rounds, the contestants side by side in time within each round. A target's verdict is the median over the rounds of the ratio within each round; the tables below show the main pass, and the rounds' tps are under \"Target cells by round\"."
+		echo "The cells the targets compare (S1 and S2 at c = 1 and 32: netrun_pool with pool_max 4, persistent dblink, and at c = 1 connect-per-call dblink and postgres_fdw) ran $ROUNDS times: the main pass, then $((ROUNDS - 1)) more rounds, the contestants side by side in time within each round and in another order in each round (the main pass, too, turns the order from one group of cells to the next). Before every cell the script waits for the previous cell's remote sessions to end and flushes the machine's dirty pages (\`sync\`), and the remote checkpoints before each round, so that one cell's writes do not land in the next. A target's verdict is the median over the rounds of the ratio within each round; the tables below show the main pass, and the rounds' tps are under \"Target cells by round\"."
 	fi
 	echo
 	echo "## Results by scenario"
