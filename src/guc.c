@@ -117,8 +117,8 @@ netrun_define_gucs(void)
 							   NULL, NULL, NULL);
 
 	DefineCustomIntVariable("netrun_pool.spin_wait_us",
-							"How long a caller polls for its answer before it sleeps, in microseconds.",
-							"Only one caller at a time polls, and only when its previous answer came within this time. 0 turns polling off.",
+							"How long a caller polls for its answer, and the worker for a lone call's next event, before sleeping, in microseconds.",
+							"A caller polls only when its previous answer came within this time, no other call is in flight and no other caller polls; the worker only while at most one call is in flight. Both yield the CPU while they poll. 0 turns polling off.",
 							&netrun_spin_wait_us,
 							500, 0, 10000,
 							PGC_SUSET,

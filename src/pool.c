@@ -27,6 +27,7 @@
  */
 #include "postgres.h"
 
+#include <sched.h>
 #include <sys/socket.h>
 
 #include "catalog/pg_type.h"
@@ -36,6 +37,7 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "portability/instr_time.h"
 #include "storage/fd.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
@@ -719,12 +721,15 @@ request_add_row(Request *req, const PGresult *res)
  * callers' choice to poll or sleep (channel.c).  A new worker starts at 0.
  */
 static uint32 active_calls = 0;
+static instr_time last_call_end;	/* when active_calls last went down */
 
 static void
 pool_active_calls_changed(int delta)
 {
 	active_calls += delta;
 	pg_atomic_write_u32(&netrun_shared->active_calls, active_calls);
+	if (delta < 0)
+		INSTR_TIME_SET_CURRENT(last_call_end);
 }
 
 static void
@@ -2520,6 +2525,47 @@ conn_wait_events(RemoteConn *rc)
 }
 
 /*
+ * A lone call's turns, polled instead of slept: while exactly one call is
+ * in flight (for up to netrun_pool.spin_wait_us from now), or within
+ * spin_wait_us after the last call ended, the worker polls its event set
+ * before it sleeps, yielding the CPU at every turn, as a lone caller does
+ * for its answer (channel.c).  The remote's answer, or the next request
+ * of a caller that calls again at once, then finds the worker awake: no
+ * kill() and no trip through the scheduler.  With no call for a while,
+ * or with several in flight, the worker just sleeps.  Returns what fired,
+ * or 0.
+ */
+static int
+pool_poll(WaitEvent *events, int nevents)
+{
+	instr_time	since,
+				now;
+
+	if (netrun_spin_wait_us <= 0 || active_calls > 1)
+		return 0;
+	if (active_calls == 1)
+		INSTR_TIME_SET_CURRENT(since);
+	else if (INSTR_TIME_IS_ZERO(last_call_end))
+		return 0;
+	else
+		since = last_call_end;
+	for (;;)
+	{
+		int			nfired;
+
+		INSTR_TIME_SET_CURRENT(now);
+		INSTR_TIME_SUBTRACT(now, since);
+		if (INSTR_TIME_GET_MICROSEC(now) >= (uint64) netrun_spin_wait_us)
+			return 0;
+		nfired = WaitEventSetWait(watch_set, 0, events, nevents,
+								  PG_WAIT_EXTENSION);
+		if (nfired != 0)
+			return nfired;
+		sched_yield();
+	}
+}
+
+/*
  * One turn: serve the channels, then wait (at most max_wait_ms) for the
  * latch or any socket with work in progress, and advance what is ready.
  */
@@ -2643,7 +2689,10 @@ pool_run_once(long max_wait_ms)
 	pfree(want);
 
 	events = palloc(sizeof(WaitEvent) * (nwatch + 2));
-	nfired = WaitEventSetWait(watch_set, timeout, events, nwatch + 2, PG_WAIT_EXTENSION);
+	nfired = pool_poll(events, nwatch + 2);
+	if (nfired == 0)
+		nfired = WaitEventSetWait(watch_set, timeout, events, nwatch + 2,
+								  PG_WAIT_EXTENSION);
 	if (nfired > 0)
 		gauges_dirty = true;
 	for (int i = 0; i < nfired; i++)
