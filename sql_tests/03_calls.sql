@@ -61,6 +61,13 @@ SELECT netrun_pool.fetchval('self', 'SELECT label FROM items ORDER BY id');
 SET netrun_pool.spin_wait_us = 10000;
 SELECT netrun_pool.fetchval('self', 'SELECT label FROM items ORDER BY id');
 SELECT netrun_pool.fetchval('self', 'SELECT count(*) FROM items');
+-- A statement_timeout that fires while the caller polls ends the call
+-- (the previous answer was quick, so this call polls for up to 10 ms),
+-- and the next call gets a fresh channel.
+SET statement_timeout = '5ms';
+SELECT netrun_pool.fetchval('self', 'SELECT pg_sleep(1)');
+RESET statement_timeout;
+SELECT netrun_pool.fetchval('self', 'SELECT 2');
 SET netrun_pool.spin_wait_us = 10001;
 SET netrun_pool.spin_wait_us = -1;
 RESET netrun_pool.spin_wait_us;

@@ -2095,7 +2095,6 @@ pool_service_channels(void)
 	for (int i = 0; i < netrun_shared->max_channels; i++)
 	{
 		ChannelState *cs = &channels[i];
-		ChannelSlot snap;
 		Size		len;
 		void	   *data;
 		shm_mq_result res;
@@ -2106,26 +2105,24 @@ pool_service_channels(void)
 			continue;
 		if (rung)
 		{
+			ChannelSlot snap;
+
 			SpinLockAcquire(&netrun_shared->mutex);
 			snap = netrun_shared->channels[i];
 			SpinLockRelease(&netrun_shared->mutex);
-		}
-		else
-			snap.pid = 0;		/* not read below */
 
-		if (rung && cs->ch.attached &&
-			(snap.pid == 0 || snap.generation != cs->ch.generation))
-		{
-			/* the backend moved to a new channel, or has none */
-			if (cs->active)
-				request_abandon(cs->active);
-			channel_release_pins(i);
-			channel_worker_detach(&cs->ch);
-		}
-		if (rung && !cs->ch.attached && snap.pid != 0 &&
-			snap.worker_pid == MyProcPid)
-		{
-			if (!channel_worker_attach(&cs->ch, i, snap.handle, snap.generation))
+			if (cs->ch.attached &&
+				(snap.pid == 0 || snap.generation != cs->ch.generation))
+			{
+				/* the backend moved to a new channel, or has none */
+				if (cs->active)
+					request_abandon(cs->active);
+				channel_release_pins(i);
+				channel_worker_detach(&cs->ch);
+			}
+			if (!cs->ch.attached && snap.pid != 0 &&
+				snap.worker_pid == MyProcPid &&
+				!channel_worker_attach(&cs->ch, i, snap.handle, snap.generation))
 				continue;
 		}
 		if (!cs->ch.attached)
