@@ -58,7 +58,8 @@ CREATE TABLE netrun_pool.registry (
     created_at           timestamptz NOT NULL DEFAULT now(),
     updated_at           timestamptz NOT NULL DEFAULT now(),
     max_replica_lag_ms   integer NOT NULL DEFAULT 0,  -- 0: no limit
-    tenant_setting       text NOT NULL DEFAULT 'app.current_tenant_id'
+    tenant_setting       text NOT NULL DEFAULT 'app.current_tenant_id',
+    tenant_guard         text NOT NULL DEFAULT 'required'
 );
 
 CREATE TABLE netrun_pool.usage_grants (
@@ -183,6 +184,11 @@ BEGIN
         RAISE EXCEPTION 'invalid role "%" for netrun_pool connection "%"', netrun_pool._message_value(r.role), r.name
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Valid roles are primary and replica.';
+    END IF;
+    IF r.tenant_guard NOT IN ('required', 'if_available', 'off') THEN
+        RAISE EXCEPTION 'invalid tenant_guard "%" for netrun_pool connection "%"', netrun_pool._message_value(r.tenant_guard), r.name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Valid values are required, if_available and off.';
     END IF;
     IF r.pool_mode NOT IN ('transaction', 'session', 'none') THEN
         RAISE EXCEPTION 'invalid pool_mode "%" for netrun_pool connection "%"', netrun_pool._message_value(r.pool_mode), r.name
@@ -322,7 +328,8 @@ CREATE FUNCTION netrun_pool.register(
     password_required boolean DEFAULT true,
     enabled boolean DEFAULT true,
     max_replica_lag_ms integer DEFAULT 0,
-    tenant_setting text DEFAULT 'app.current_tenant_id')
+    tenant_setting text DEFAULT 'app.current_tenant_id',
+    tenant_guard text DEFAULT 'required')
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -347,7 +354,7 @@ BEGIN
              pool_min, pool_max, max_overflow, pool_mode,
              acquire_timeout_ms, connect_timeout_ms, statement_timeout_ms,
              idle_timeout_s, recycle_s, password_required, enabled,
-             now(), now(), max_replica_lag_ms, tenant_setting);
+             now(), now(), max_replica_lag_ms, tenant_setting, tenant_guard);
     PERFORM netrun_pool._check_registry_row(r);
     INSERT INTO netrun_pool.registry SELECT r.*;
 END
@@ -368,7 +375,8 @@ CREATE FUNCTION netrun_pool.configure(
     password_required boolean DEFAULT NULL,
     enabled boolean DEFAULT NULL,
     max_replica_lag_ms integer DEFAULT NULL,
-    tenant_setting text DEFAULT NULL)
+    tenant_setting text DEFAULT NULL,
+    tenant_guard text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -404,6 +412,7 @@ BEGIN
     r.enabled              := coalesce(enabled, r.enabled);
     r.max_replica_lag_ms   := coalesce(max_replica_lag_ms, r.max_replica_lag_ms);
     r.tenant_setting       := coalesce(tenant_setting, r.tenant_setting);
+    r.tenant_guard         := coalesce(tenant_guard, r.tenant_guard);
     r.updated_at           := now();
     PERFORM netrun_pool._check_registry_row(r);
     UPDATE netrun_pool.registry g SET
@@ -416,7 +425,7 @@ BEGIN
         idle_timeout_s = r.idle_timeout_s, recycle_s = r.recycle_s,
         password_required = r.password_required, enabled = r.enabled,
         max_replica_lag_ms = r.max_replica_lag_ms, tenant_setting = r.tenant_setting,
-        updated_at = r.updated_at
+        tenant_guard = r.tenant_guard, updated_at = r.updated_at
      WHERE g.name = r.name;
 END
 $$;
@@ -495,6 +504,13 @@ AS $$
                           AND pg_has_role(has_usage.role, u.grantee, 'USAGE')))
 $$;
 
+-- Whether the remote enforces the tenant guard, as the worker last found
+-- it: enforced, absent, off or unknown (health has the reason).
+CREATE FUNCTION netrun_pool._tenant_guard_status(name text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'netrun_tenant_guard_status'
+LANGUAGE C STRICT STABLE;
+
 -- What a role may know about the connections it may use: never a secret.
 -- security_barrier: a caller's function in WHERE cannot see hidden rows.
 CREATE VIEW netrun_pool.connections WITH (security_barrier) AS
@@ -508,7 +524,9 @@ SELECT r.name, r.kind, r.role, r.cluster, r.region,
        r.pool_min, r.pool_max, r.max_overflow, r.pool_mode,
        r.acquire_timeout_ms, r.connect_timeout_ms, r.statement_timeout_ms,
        r.idle_timeout_s, r.recycle_s, r.password_required, r.enabled,
-       r.max_replica_lag_ms, r.tenant_setting, r.created_at, r.updated_at
+       r.max_replica_lag_ms, r.tenant_setting, r.created_at, r.updated_at,
+       r.tenant_guard,
+       netrun_pool._tenant_guard_status(r.name) AS tenant_guard_status
   FROM netrun_pool.registry r
  WHERE coalesce((SELECT a.rolsuper FROM pg_authid a WHERE a.rolname = current_user), false)
     OR pg_has_role('pg_read_all_settings', 'USAGE')
@@ -528,9 +546,9 @@ LANGUAGE C STRICT VOLATILE;
 REVOKE ALL ON FUNCTION
     netrun_pool.check_secrets(),
     netrun_pool.register(text, text, text, text, text, text, integer, integer,
-        integer, text, integer, integer, integer, integer, integer, boolean, boolean, integer, text),
+        integer, text, integer, integer, integer, integer, integer, boolean, boolean, integer, text, text),
     netrun_pool.configure(text, text, text, text, text, text, integer, integer,
-        integer, text, integer, integer, integer, integer, integer, boolean, boolean, integer, text),
+        integer, text, integer, integer, integer, integer, integer, boolean, boolean, integer, text, text),
     netrun_pool.unregister(text, boolean),
     netrun_pool.grant_usage(text, regrole),
     netrun_pool.revoke_usage(text, regrole),
@@ -628,7 +646,8 @@ CREATE FUNCTION netrun_pool.health(
     OUT name text, OUT status text, OUT latency_ms double precision,
     OUT checked_at timestamptz, OUT consecutive_failures integer,
     OUT circuit text, OUT is_replica boolean, OUT replica_lag_ms bigint,
-    OUT server_version text, OUT remote_time timestamptz, OUT last_error text)
+    OUT server_version text, OUT remote_time timestamptz, OUT last_error text,
+    OUT tenant_guard text, OUT tenant_guard_detail text)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'netrun_health'
 LANGUAGE C STRICT VOLATILE;
@@ -701,6 +720,22 @@ CREATE FUNCTION netrun_pool.current_tenant()
 RETURNS text
 AS 'MODULE_PATHNAME', 'netrun_current_tenant'
 LANGUAGE C STABLE PARALLEL SAFE;
+
+-- The remote half of the tenant guard, on a server with
+-- netrun_pool.tenant_mode = pool: a pool binds its session with
+-- guard_hello() (which proves this server holds netrun_pool.guard_key_file)
+-- and sets the tenant only with assertions signed with that key, bound to
+-- the session and numbered.  Anyone may call them: a caller's own SQL runs
+-- in the pool's session, and without the key it can assert nothing.
+CREATE FUNCTION netrun_pool.guard_hello(challenge text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'netrun_guard_hello'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION netrun_pool.guard_assert(tenant text, seq bigint, mac text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'netrun_guard_assert'
+LANGUAGE C VOLATILE;
 
 -- netrun_pool.tenant_schema_prefix || the tenant as a slug ('-' -> '_').
 CREATE FUNCTION netrun_pool.tenant_schema(tenant text DEFAULT NULL)

@@ -39,6 +39,7 @@ char	   *netrun_tenant_setting = NULL;
 int			netrun_tenant_id_format = TENANT_FORMAT_TEXT;
 int			netrun_tenant_mode = TENANT_MODE_OPEN;
 char	   *netrun_tenant_key_file = NULL;
+char	   *netrun_guard_key_file = NULL;
 char	   *netrun_tenant_claim = NULL;
 char	   *netrun_tenant_column = NULL;
 int			netrun_enforce_rls = ENFORCE_RLS_OFF;
@@ -58,6 +59,7 @@ static const struct config_enum_entry tenant_format_options[] = {
 static const struct config_enum_entry tenant_mode_options[] = {
 	{"open", TENANT_MODE_OPEN, false},
 	{"signed", TENANT_MODE_SIGNED, false},
+	{"pool", TENANT_MODE_POOL, false},
 	{NULL, 0, false}
 };
 
@@ -195,7 +197,7 @@ netrun_define_gucs(void)
 							 NULL, NULL, NULL);
 
 	DefineCustomEnumVariable("netrun_pool.tenant_mode",
-							 "open: set_tenant() sets the tenant; signed: non-superusers need a signed token.",
+							 "open: set_tenant() sets the tenant; signed: non-superusers need a signed token; pool: only a netrun_pool's signed assertions set it (a remote).",
 							 NULL,
 							 &netrun_tenant_mode,
 							 TENANT_MODE_OPEN,
@@ -208,6 +210,15 @@ netrun_define_gucs(void)
 							   "File holding the HS256 key that signs tenant tokens.",
 							   "At least 32 bytes, readable only by the server's user.",
 							   &netrun_tenant_key_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("netrun_pool.guard_key_file",
+							   "File holding the key that signs the tenant a pool asserts on a remote.",
+							   "The same key on the pool's server and on each remote with netrun_pool.tenant_mode = pool; at least 32 bytes, readable only by the server's user.",
+							   &netrun_guard_key_file,
 							   "",
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,

@@ -52,6 +52,7 @@ extern char *netrun_tenant_setting;
 extern int	netrun_tenant_id_format;
 extern int	netrun_tenant_mode;
 extern char *netrun_tenant_key_file;
+extern char *netrun_guard_key_file;
 extern char *netrun_tenant_claim;
 extern char *netrun_tenant_column;
 extern int	netrun_enforce_rls;
@@ -71,6 +72,7 @@ typedef enum TenantIdFormat
 
 #define TENANT_MODE_OPEN	0
 #define TENANT_MODE_SIGNED	1
+#define TENANT_MODE_POOL	2		/* a remote: only the pool's assertions */
 
 #define ENFORCE_RLS_OFF		0
 #define ENFORCE_RLS_WARN	1
@@ -117,6 +119,7 @@ typedef struct NetrunPoolSlot
 	int32		recycle_s;
 	int32		max_replica_lag_ms;	/* 0: no limit */
 	char		tenant_setting[128];	/* the remote setting carrying the tenant */
+	int8		tenant_guard;	/* GUARD_MODE_* (guard.h) */
 	int32		stats_index;	/* into NetrunShared.stats, or -1 */
 	int32		ngrantees;
 	Oid			grantees[NETRUN_MAX_GRANTEES];
@@ -219,6 +222,7 @@ extern struct _PQconninfoOption *netrun_conninfo_parse(const char *name,
 extern const char *const netrun_kind_names[];
 extern const char *const netrun_role_names[];
 extern const char *const netrun_pool_mode_names[];
+extern const char *const netrun_tenant_guard_names[];
 extern void netrun_registry_load(void);
 extern void netrun_registry_clear(void);
 

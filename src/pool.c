@@ -45,6 +45,7 @@
 #include "utils/timestamp.h"
 
 #include "channel.h"
+#include "guard.h"
 #include "health.h"
 #include "pool.h"
 #include "stats.h"
@@ -63,6 +64,9 @@ typedef enum ConnState
 } ConnState;
 
 #define MAX_HOUSEKEEPING 3
+
+/* a tenant's text, as tenant.c bounds it, and its terminator */
+#define TENANT_TEXT_SIZE	256
 
 struct Pool;
 struct Request;
@@ -92,12 +96,32 @@ typedef struct RemoteConn
 	int			pinned_to;		/* channel index, or -1 */
 	bool		pin_txn;
 	bool		pin_session;
-	bool		tenant_dirty;	/* a tenant is set in its open transaction */
+
+	/*
+	 * The tenant the remote session holds ("" none), when tenant_known.
+	 * Every call whose tenant differs sets it, for the session; the reset
+	 * between callers clears it.  Unknown after anything that may have
+	 * rolled it back or that the caller's SQL may have changed.
+	 */
+	bool		tenant_known;
+	char		tenant_now[TENANT_TEXT_SIZE];
+
+	/* The tenant guard of this remote session (guard.c) */
+	int8		guard;			/* GuardState */
+	bool		hello_inflight; /* the housekeeping query is the hello */
+	int			guard_pid;		/* the remote backend the nonce binds */
+	int64		guard_seq;		/* of the last assertion sent */
+	char		guard_nonce[GUARD_NONCE_HEX + 1];
+	char		guard_challenge[GUARD_NONCE_HEX + 1];
 
 	/* SQL still to run, one query at a time, in SETUP and RESETTING */
 	const char *housekeeping[MAX_HOUSEKEEPING];
 	int			nhousekeeping;
-	char		setup_sql[256]; /* our session settings, for after DISCARD */
+	bool		housekeeping_failed;	/* a query other than the hello failed */
+	char		housekeeping_error[256];
+	char	   *hello_sql;
+	/* the reset between callers, which also applies our session settings */
+	char		reset_sql[1024];
 } RemoteConn;
 
 typedef struct Pool
@@ -195,9 +219,11 @@ static void channel_release_pins(int channel);
 static void request_next_statement(Request *req);
 static void request_after_setup(Request *req);
 static bool request_needs_tenant(Request *req);
-static bool request_tenant_session_wide(Request *req);
+static bool request_refuse_unguarded(Request *req);
 static void request_send_tenant(Request *req);
 static void conn_housekeep(RemoteConn *rc, ConnState state);
+static void conn_set_guard(RemoteConn *rc, int state, const char *detail);
+static void conn_read_hello(RemoteConn *rc, const PGresult *res);
 static void pool_dispatch(Pool *pool);
 
 void
@@ -243,6 +269,8 @@ conn_close(RemoteConn *rc)
 
 	if (rc->conn)
 		pool_connect_close(rc->conn);
+	if (rc->hello_sql)
+		pfree(rc->hello_sql);
 	dlist_delete(&rc->node);
 	pool->nconns--;
 	STATS_BUMP(pool->stats_index, closed_total);
@@ -506,6 +534,7 @@ conn_housekeep(RemoteConn *rc, ConnState state)
 	for (int i = 1; i < rc->nhousekeeping; i++)
 		rc->housekeeping[i - 1] = rc->housekeeping[i];
 	rc->nhousekeeping--;
+	rc->hello_inflight = (sql == rc->hello_sql);
 	if (!PQsendQuery(rc->conn, sql))
 	{
 		if (state == CONN_SETUP)
@@ -515,6 +544,26 @@ conn_housekeep(RemoteConn *rc, ConnState state)
 		return;
 	}
 	rc->want_write = PQflush(rc->conn) == 1;
+}
+
+/*
+ * Put the session back to the state a new caller may expect: its
+ * transaction rolled back, then the reset (reset_sql).  Nothing one call
+ * did to the session is seen by the next: settings, temporary objects,
+ * prepared statements, cursors, LISTEN, advisory locks, sequence state,
+ * and the tenant.  A reset that fails closes the connection.
+ */
+static void
+conn_reset(RemoteConn *rc)
+{
+	rc->nhousekeeping = 0;
+	rc->housekeeping_failed = false;
+	if (PQtransactionStatus(rc->conn) != PQTRANS_IDLE)
+		rc->housekeeping[rc->nhousekeeping++] = "ROLLBACK";
+	rc->housekeeping[rc->nhousekeeping++] = rc->reset_sql;
+	rc->tenant_known = true;
+	rc->tenant_now[0] = '\0';
+	conn_housekeep(rc, CONN_RESETTING);
 }
 
 static void
@@ -538,20 +587,42 @@ conn_advance_connect(RemoteConn *rc)
 		return;
 	}
 	/*
-	 * The session settings text conversion relies on, and the connection's
-	 * statement timeout.  SET after connecting, as postgres_fdw does: a
-	 * startup "options" string would lose to PGDATESTYLE and friends in
+	 * The reset between callers: what DISCARD ALL does, statement by
+	 * statement (DISCARD ALL refuses to run in the implicit transaction of
+	 * a multi-statement string), so that one query does it all.  Then the
+	 * session settings text conversion relies on, and the connection's
+	 * statement timeout: SET after connecting, as postgres_fdw does, since
+	 * a startup "options" string would lose to PGDATESTYLE and friends in
 	 * the server's environment.  On PG >= 14 the remote also checks for a
 	 * client that went away, which is how a cancelled call stops there.
+	 * Last, the tenant setting is set to "", so that a fresh and a reused
+	 * connection look the same to a policy (never set, it would be NULL).
+	 * The setting's name was checked at registration (a.b, lowercase).
 	 */
-	snprintf(rc->setup_sql, sizeof(rc->setup_sql),
+	snprintf(rc->reset_sql, sizeof(rc->reset_sql),
+			 "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; "
+			 "DEALLOCATE ALL; UNLISTEN *; SELECT pg_catalog.pg_advisory_unlock_all(); "
+			 "DISCARD PLANS; DISCARD SEQUENCES; DISCARD TEMP; "
 			 "SET DateStyle = ISO; SET IntervalStyle = postgres; "
-			 "SET extra_float_digits = 3; SET statement_timeout = %d%s",
+			 "SET extra_float_digits = 3; SET statement_timeout = %d%s; "
+			 "SELECT pg_catalog.set_config('%s', '', false)",
 			 rc->pool->settings.statement_timeout_ms,
 			 PQserverVersion(rc->conn) >= 140000 ?
-			 "; SET client_connection_check_interval = " CppAsString2(REMOTE_CHECK_INTERVAL_MS) : "");
-	rc->housekeeping[0] = rc->setup_sql;
-	rc->nhousekeeping = 1;
+			 "; SET client_connection_check_interval = " CppAsString2(REMOTE_CHECK_INTERVAL_MS) : "",
+			 rc->pool->settings.tenant_setting);
+	rc->nhousekeeping = 0;
+	if (rc->pool->settings.tenant_guard == GUARD_MODE_OFF)
+		conn_set_guard(rc, GUARD_OFF, "");
+	else
+	{
+		rc->hello_sql = MemoryContextStrdup(pool_context,
+											guard_hello_sql(rc->guard_challenge));
+		rc->housekeeping[rc->nhousekeeping++] = rc->hello_sql;
+	}
+	rc->housekeeping[rc->nhousekeeping++] = rc->reset_sql;
+	rc->housekeeping_failed = false;
+	rc->tenant_known = true;
+	rc->tenant_now[0] = '\0';
 	conn_housekeep(rc, CONN_SETUP);
 }
 
@@ -577,6 +648,20 @@ conn_advance_housekeeping(RemoteConn *rc)
 		res = PQgetResult(rc->conn);
 		if (res == NULL)
 		{
+			rc->hello_inflight = false;
+			/*
+			 * A reset that did not complete may have left anything behind:
+			 * the connection goes, never to another caller.
+			 */
+			if (rc->housekeeping_failed)
+			{
+				if (rc->state == CONN_SETUP)
+					conn_failed_to_connect(rc, psprintf("the session setup failed: %s",
+														rc->housekeeping_error));
+				else
+					conn_close(rc);
+				return;
+			}
 			if (rc->nhousekeeping > 0)
 			{
 				conn_housekeep(rc, rc->state);
@@ -590,8 +675,68 @@ conn_advance_housekeeping(RemoteConn *rc)
 			conn_now_idle(rc);
 			return;
 		}
+		if (rc->hello_inflight)
+			conn_read_hello(rc, res);
+		else if (PQresultStatus(res) != PGRES_COMMAND_OK &&
+				 PQresultStatus(res) != PGRES_TUPLES_OK && !rc->housekeeping_failed)
+		{
+			const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+			rc->housekeeping_failed = true;
+			strlcpy(rc->housekeeping_error, msg ? msg : PQerrorMessage(rc->conn),
+					sizeof(rc->housekeeping_error));
+		}
 		PQclear(res);
 	}
+}
+
+/* This session's guard state, published for health and connections. */
+static void
+conn_set_guard(RemoteConn *rc, int state, const char *detail)
+{
+	NetrunPoolStats *s = stats_entry(rc->pool->stats_index);
+
+	rc->guard = state;
+	if (s)
+	{
+		SpinLockAcquire(&s->mutex);
+		s->guard = state;
+		strlcpy(s->guard_detail, detail, sizeof(s->guard_detail));
+		SpinLockRelease(&s->mutex);
+	}
+}
+
+/*
+ * The remote's answer to guard_hello(): enforced only when it proved that
+ * it holds our key, for this very session.  An error (no netrun_pool in
+ * the remote database, an old version) means it has no guard.
+ */
+static void
+conn_read_hello(RemoteConn *rc, const PGresult *res)
+{
+	char		detail[GUARD_DETAIL_LEN];
+	int			state;
+
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+		PQnfields(res) == 1 && !PQgetisnull(res, 0, 0))
+		state = guard_check_hello(PQgetvalue(res, 0, 0), rc->guard_challenge,
+								  PQbackendPID(rc->conn), &rc->guard_pid,
+								  rc->guard_nonce, detail);
+	else
+	{
+		const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+		state = GUARD_ABSENT;
+		if (code && (strcmp(code, "42883") == 0 || strcmp(code, "3F000") == 0))
+			strlcpy(detail, "netrun_pool is not installed in the remote database",
+					sizeof(detail));
+		else
+			snprintf(detail, sizeof(detail), "the remote's guard_hello() failed: %s",
+					 PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) ?
+					 PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : "no answer");
+	}
+	rc->guard_seq = 0;
+	conn_set_guard(rc, state, detail);
 }
 
 /* ---------------------------------------------------------------------
@@ -847,6 +992,13 @@ request_conclude(Request *req)
 	if (rc)
 	{
 		rc->req = NULL;
+
+		/*
+		 * A failed call may have rolled back the tenant it set, and an
+		 * open transaction may still do so: the next call sets it again.
+		 */
+		if (req->failed || PQtransactionStatus(rc->conn) != PQTRANS_IDLE)
+			rc->tenant_known = false;
 		/* session mode: the backend keeps its connection until release() */
 		if (req->admitted && rc->pool->settings.pool_mode == NETRUN_POOL_MODE_SESSION &&
 			req->kind != CALL_RELEASE)
@@ -1068,6 +1220,8 @@ request_start(Request *req, RemoteConn *rc)
 						 SEND_SIMPLE);
 			return;
 		case CALL_TRANSACTION:
+			if (request_refuse_unguarded(req))
+				return;
 			/* inside begin() the statements join the open transaction */
 			if (rc->pin_txn)
 			{
@@ -1079,15 +1233,15 @@ request_start(Request *req, RemoteConn *rc)
 			request_send(req, "BEGIN", SEND_SIMPLE);
 			return;
 		default:
+			if (request_refuse_unguarded(req))
+				return;
+
 			/*
-			 * A read-only call, or a call that carries a tenant in
-			 * transaction mode, runs in a transaction of its own: the
-			 * tenant is set LOCAL there, so it ends with the call.
+			 * A read-only call runs in a transaction of its own.  The
+			 * tenant is set for the session, not LOCAL: the reset after
+			 * the call clears it, so no transaction is needed for it.
 			 */
-			if (!rc->pin_txn &&
-				((req->flags & REQ_READ_ONLY) ||
-				 (request_needs_tenant(req) && !request_tenant_session_wide(req) &&
-				  PQtransactionStatus(rc->conn) == PQTRANS_IDLE)))
+			if (!rc->pin_txn && (req->flags & REQ_READ_ONLY))
 			{
 				req->own_txn = true;
 				req->step = STEP_BEGIN;
@@ -1101,50 +1255,106 @@ request_start(Request *req, RemoteConn *rc)
 }
 
 /*
- * Does this call need the remote's tenant setting changed: it carries a
- * tenant, or its connection still holds another call's tenant in an open
- * transaction (begin() or a session's own), which must not see this one.
+ * Does this call need the remote's tenant set: the remote session holds
+ * another tenant than the call's (or none where the call has one), or we
+ * no longer know which.  Every call's SQL then sees its own tenant, or
+ * none, whatever ran on the connection before.
  */
 static bool
 request_needs_tenant(Request *req)
 {
-	return req->tenant != NULL || req->rc->tenant_dirty;
+	RemoteConn *rc = req->rc;
+
+	return !rc->tenant_known ||
+		strcmp(rc->tenant_now, req->tenant ? req->tenant : "") != 0;
 }
 
 /*
- * In session mode the connection is this backend's alone until release(),
- * so the tenant is set for the session (DISCARD ALL clears it at release);
- * otherwise it is set LOCAL, in the call's or begin()'s transaction.
+ * tenant_guard => 'required': a call that carries a tenant runs only on a
+ * remote that proved it enforces the guard.  Elsewhere the call's own SQL
+ * could pick another tenant; refuse before anything is sent.
  */
 static bool
-request_tenant_session_wide(Request *req)
+request_refuse_unguarded(Request *req)
 {
-	return req->rc->pin_session ||
-		req->pool->settings.pool_mode == NETRUN_POOL_MODE_SESSION;
+	RemoteConn *rc = req->rc;
+	NetrunPoolStats *s;
+	char		detail[GUARD_DETAIL_LEN] = "";
+
+	if (req->tenant == NULL ||
+		rc->pool->settings.tenant_guard != GUARD_MODE_REQUIRED ||
+		rc->guard == GUARD_ENFORCED)
+		return false;
+	s = stats_entry(rc->pool->stats_index);
+	if (s)
+	{
+		SpinLockAcquire(&s->mutex);
+		strlcpy(detail, s->guard_detail, sizeof(detail));
+		SpinLockRelease(&s->mutex);
+	}
+	req->worker_error = true;
+	request_fail(req, "28000",
+				 psprintf("netrun_pool connection \"%s\" does not enforce the tenant guard",
+						  req->pool_name),
+				 psprintf("The call carries a tenant, and the remote cannot stop the call's SQL from choosing another: %s.",
+						  detail[0] ? detail : "it did not answer the guard's hello"),
+				 "Install netrun_pool on the remote with netrun_pool.tenant_mode = pool and the same netrun_pool.guard_key_file, or, accepting that risk, configure the connection with tenant_guard => 'if_available'.");
+	return true;
 }
 
-/* Set the remote's tenant setting (and search_path) for this call. */
+/*
+ * Set the remote's tenant (and search_path) for the session: with the
+ * guard, as a signed assertion bound to this session; without it, with
+ * set_config, which the call's own SQL can undo (README: threat model).
+ * The values travel as parameters, never in the statement's text.
+ */
 static void
 request_send_tenant(Request *req)
 {
 	RemoteConn *rc = req->rc;
+	const char *tenant = req->tenant ? req->tenant : "";
 	const char *values[4];
-	int			n = 3;
+	int			n;
 	const char *sql;
+	char		seq[32];
+	char		mac[GUARD_MAC_HEX + 1];
 
-	values[0] = rc->pool->settings.tenant_setting;
-	values[1] = req->tenant ? req->tenant : "";
-	values[2] = request_tenant_session_wide(req) ? "false" : "true";
-	if (req->search_path)
+	if (rc->guard == GUARD_ENFORCED)
 	{
-		values[n++] = req->search_path;
-		sql = "SELECT pg_catalog.set_config($1, $2, $3::boolean), "
-			"pg_catalog.set_config('search_path', $4, $3::boolean)";
+		if (!guard_sign(rc->guard_nonce, rc->guard_pid, rc->guard_seq + 1,
+						tenant, mac))
+		{
+			rc->retire = true;
+			request_fail(req, "28000",
+						 psprintf("netrun_pool connection \"%s\" cannot sign the tenant",
+								  req->pool_name),
+						 "The pool's netrun_pool.guard_key_file could not be read.",
+						 NULL);
+			return;
+		}
+		rc->guard_seq++;
+		snprintf(seq, sizeof(seq), INT64_FORMAT, rc->guard_seq);
+		values[0] = tenant;
+		values[1] = seq;
+		values[2] = mac;
+		n = 3;
+		sql = req->search_path ?
+			"SELECT netrun_pool.guard_assert($1, $2::bigint, $3), "
+			"pg_catalog.set_config('search_path', $4, false)" :
+			"SELECT netrun_pool.guard_assert($1, $2::bigint, $3)";
 	}
 	else
-		sql = "SELECT pg_catalog.set_config($1, $2, $3::boolean)";
-	rc->tenant_dirty = req->tenant != NULL && !request_tenant_session_wide(req) &&
-		!req->own_txn;
+	{
+		values[0] = rc->pool->settings.tenant_setting;
+		values[1] = tenant;
+		n = 2;
+		sql = req->search_path ?
+			"SELECT pg_catalog.set_config($1, $2, false), "
+			"pg_catalog.set_config('search_path', $3, false)" :
+			"SELECT pg_catalog.set_config($1, $2, false)";
+	}
+	if (req->search_path)
+		values[n++] = req->search_path;
 	req->step = STEP_TENANT;
 	if (!PQsendQueryParams(rc->conn, sql, n, NULL, values, NULL, NULL, 0))
 	{
@@ -1155,6 +1365,9 @@ request_send_tenant(Request *req)
 					 conn_error_message(rc->conn), NULL);
 		return;
 	}
+	/* known once it succeeded; a failure makes it unknown (conclude) */
+	strlcpy(rc->tenant_now, tenant, sizeof(rc->tenant_now));
+	rc->tenant_known = true;
 	rc->want_write = PQflush(rc->conn) == 1;
 }
 
@@ -1281,7 +1494,8 @@ request_step_done(Request *req)
 				RemoteConn *rc = req->rc;
 
 				rc->pin_txn = false;
-				rc->tenant_dirty = false;	/* LOCAL settings ended with it */
+				/* a ROLLBACK undid any tenant set inside */
+				rc->tenant_known = false;
 				if (!rc->pin_session)
 					rc->pinned_to = -1;
 				/* COMMIT of an aborted transaction answers ROLLBACK */
@@ -1568,16 +1782,11 @@ conn_release(RemoteConn *rc)
 		conn_close(rc);
 		return;
 	}
-	/* In transaction mode the remote transaction never outlives the call. */
-	rc->tenant_dirty = false;	/* its LOCAL tenant ends with it */
-	if (PQtransactionStatus(rc->conn) != PQTRANS_IDLE)
-	{
-		rc->housekeeping[0] = "ROLLBACK";
-		rc->nhousekeeping = 1;
-		conn_housekeep(rc, CONN_RESETTING);
-		return;
-	}
-	conn_now_idle(rc);
+	/*
+	 * In transaction mode the remote transaction never outlives the call,
+	 * and nothing of the call's session state reaches the next caller.
+	 */
+	conn_reset(rc);
 }
 
 /* A pool no longer registered, with nothing left on it, is forgotten. */
@@ -2048,16 +2257,10 @@ request_accept(int channel, Request *req)
 							 NULL, "Release it after the local transaction ends.");
 				return;
 			}
-			/* back to the pool, reset: ROLLBACK, DISCARD ALL, our settings */
+			/* back to the pool, reset as between two callers */
 			pinned->pin_session = false;
 			pinned->pinned_to = -1;
-			pinned->tenant_dirty = false;	/* DISCARD ALL clears the tenant */
-			pinned->nhousekeeping = 0;
-			if (PQtransactionStatus(pinned->conn) != PQTRANS_IDLE)
-				pinned->housekeeping[pinned->nhousekeeping++] = "ROLLBACK";
-			pinned->housekeeping[pinned->nhousekeeping++] = "DISCARD ALL";
-			pinned->housekeeping[pinned->nhousekeeping++] = pinned->setup_sql;
-			conn_housekeep(pinned, CONN_RESETTING);
+			conn_reset(pinned);
 			request_conclude(req);
 			return;
 		default:

@@ -152,6 +152,7 @@ registry_code(const char *value, const char *const *names)
 const char *const netrun_kind_names[] = {"admin", "shared", "analytics", "dedicated", NULL};
 const char *const netrun_role_names[] = {"primary", "replica", NULL};
 const char *const netrun_pool_mode_names[] = {"transaction", "session", "none", NULL};
+const char *const netrun_tenant_guard_names[] = {"required", "if_available", "off", NULL};
 
 /*
  * The worker's load: read the registry (in the worker's own database) and
@@ -181,7 +182,8 @@ netrun_registry_load(void)
 					  "r.password_required, r.enabled, "
 					  "ARRAY(SELECT u.grantee::oid FROM netrun_pool.usage_grants u "
 					  "      WHERE u.name = r.name ORDER BY 1), "
-					  "r.conninfo, r.secret, r.max_replica_lag_ms, r.tenant_setting "
+					  "r.conninfo, r.secret, r.max_replica_lag_ms, r.tenant_setting, "
+					  "r.tenant_guard "
 					  "FROM netrun_pool.registry r ORDER BY r.name",
 					  true, 0);
 	if (ret != SPI_OK_SELECT)
@@ -234,6 +236,7 @@ netrun_registry_load(void)
 		s->enabled = GETBOOL(15);
 		s->max_replica_lag_ms = GETINT(19);
 		strlcpy(s->tenant_setting, SPI_getvalue(tup, desc, 20), sizeof(s->tenant_setting));
+		s->tenant_guard = registry_code(SPI_getvalue(tup, desc, 21), netrun_tenant_guard_names);
 		s->stats_index = -1;
 #undef GETINT
 #undef GETBOOL

@@ -19,6 +19,7 @@
 #ifndef NETRUN_STATS_H
 #define NETRUN_STATS_H
 
+#include "guard.h"
 #include "netrun_pool.h"
 
 /*
@@ -92,6 +93,10 @@ typedef struct NetrunPoolStats
 	char		server_version[32];
 	char		database[NAMEDATALEN];
 	char		health_error[STATS_ERROR_LEN];	/* last failed probe's reason */
+
+	/* the tenant guard, as the latest new connection found it (pool.c) */
+	int8		guard;			/* GuardState */
+	char		guard_detail[GUARD_DETAIL_LEN]; /* why not enforced, or "" */
 } NetrunPoolStats;
 
 /* stats.c */

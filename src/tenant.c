@@ -300,6 +300,31 @@ tenant_apply(const char *tenant, bool is_local)
 	PG_END_TRY();
 }
 
+/*
+ * On a remote with tenant_mode = pool, the tenant comes only from the
+ * pool's signed assertions (guard.c): the caller's SQL runs in the same
+ * session, and must not pick its own tenant.
+ */
+static void
+tenant_refuse_in_pool_mode(void)
+{
+	if (netrun_tenant_mode == TENANT_MODE_POOL && !superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("netrun_pool.tenant_mode is \"pool\": only the pool's signed assertions may set the tenant"),
+				 errhint("Set the tenant on the pool's server; its calls carry it here.")));
+}
+
+/*
+ * The tenant a pool asserted (guard.c has checked the assertion), for the
+ * session; "" clears it.  It must match this server's tenant_id_format.
+ */
+void
+tenant_set_asserted(const char *tenant)
+{
+	tenant_apply(tenant[0] ? tenant_normalize(tenant) : "", false);
+}
+
 static bool
 arg_is_local(FunctionCallInfo fcinfo, int n)
 {
@@ -321,6 +346,7 @@ netrun_set_tenant(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("netrun_pool.tenant_mode is \"signed\": only set_tenant_token() may set the tenant"),
 				 errhint("Pass a token signed with the key in netrun_pool.tenant_key_file.")));
+	tenant_refuse_in_pool_mode();
 	tenant = tenant_normalize(text_to_cstring(PG_GETARG_TEXT_PP(0)));
 	tenant_apply(tenant, arg_is_local(fcinfo, 1));
 	PG_RETURN_TEXT_P(cstring_to_text(tenant));
@@ -577,6 +603,7 @@ netrun_set_tenant_token(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("token must not be null")));
+	tenant_refuse_in_pool_mode();
 	tenant = tenant_normalize(token_verify(text_to_cstring(PG_GETARG_TEXT_PP(0))));
 	tenant_apply(tenant, arg_is_local(fcinfo, 1));
 	PG_RETURN_TEXT_P(cstring_to_text(tenant));

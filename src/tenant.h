@@ -23,6 +23,9 @@ extern void tenant_install_hooks(void);
  * along with each pooled call.
  */
 extern const char *tenant_current(void);
+
+/* guard.c: the tenant a pool's checked assertion carries ("" for none) */
+extern void tenant_set_asserted(const char *tenant);
 extern char *tenant_remote_search_path(void);
 
 #endif							/* NETRUN_TENANT_H */

@@ -36,6 +36,7 @@
 PG_FUNCTION_INFO_V1(netrun_pool_stats);
 PG_FUNCTION_INFO_V1(netrun_health);
 PG_FUNCTION_INFO_V1(netrun_health_check);
+PG_FUNCTION_INFO_V1(netrun_tenant_guard_status);
 PG_FUNCTION_INFO_V1(netrun_ready);
 PG_FUNCTION_INFO_V1(netrun_alive);
 PG_FUNCTION_INFO_V1(netrun_reset_stats);
@@ -151,6 +152,30 @@ row_status(const ViewRow *r)
 }
 
 /* The role: what the last probe saw, else what was registered. */
+/*
+ * Whether the remote enforces the tenant guard: "off" when the connection
+ * does not use it, else what the latest new connection found ("unknown"
+ * before any).
+ */
+static const char *
+row_guard(const ViewRow *r)
+{
+	if (r->slot.tenant_guard == GUARD_MODE_OFF)
+		return "off";
+	if (r->stats.guard == GUARD_OFF)
+		return "unknown";		/* found before the setting changed */
+	return guard_state_name(r->stats.guard);
+}
+
+static const char *
+row_guard_detail(const ViewRow *r)
+{
+	if (r->slot.tenant_guard == GUARD_MODE_OFF || r->stats.guard != GUARD_ABSENT ||
+		r->stats.guard_detail[0] == '\0')
+		return NULL;
+	return r->stats.guard_detail;
+}
+
 static const char *
 row_role(const ViewRow *r)
 {
@@ -249,7 +274,7 @@ netrun_pool_stats(PG_FUNCTION_ARGS)
  * ---------------------------------------------------------------------
  */
 
-#define HEALTH_COLS 11
+#define HEALTH_COLS 13
 
 Datum
 netrun_health(PG_FUNCTION_ARGS)
@@ -289,6 +314,9 @@ netrun_health(PG_FUNCTION_ARGS)
 		values[c++] = TimestampTzGetDatum(st->remote_time);
 		nulls[c] = st->health_error[0] == '\0';
 		values[c++] = CStringGetTextDatum(st->health_error);
+		values[c++] = CStringGetTextDatum(row_guard(r));
+		nulls[c] = row_guard_detail(r) == NULL;
+		values[c++] = CStringGetTextDatum(row_guard_detail(r) ? row_guard_detail(r) : "");
 		Assert(c == HEALTH_COLS);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
@@ -371,6 +399,8 @@ json_row(StringInfo buf, const ViewRow *r, const char *now)
 	json_str(buf, "database", st->role_known ? st->database : NULL);
 	json_str(buf, "server_version", st->role_known ? st->server_version : NULL);
 	json_str(buf, "last_error", st->health_error[0] ? st->health_error : NULL);
+	json_str(buf, "tenant_guard", row_guard(r));
+	json_str(buf, "tenant_guard_detail", row_guard_detail(r));
 	json_str(buf, "timestamp", now);
 	appendStringInfoChar(buf, '}');
 }
@@ -441,6 +471,34 @@ netrun_health_check(PG_FUNCTION_ARGS)
 		appendStringInfoString(&buf, "}}");
 	}
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}
+
+/*
+ * The tenant guard's state of one connection, for the connections view,
+ * which has already decided who sees the row: NULL, not an error, for a
+ * name the worker has not loaded yet or without shared memory.
+ */
+Datum
+netrun_tenant_guard_status(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	ViewRow		row;
+	bool		found = false;
+
+	if (netrun_shared == NULL)
+		PG_RETURN_NULL();
+	LWLockAcquire(netrun_shared->lock, LW_SHARED);
+	for (int i = 0; i < netrun_shared->npools && !found; i++)
+		if (strcmp(netrun_shared->pools[i].name, name) == 0)
+		{
+			row.slot = netrun_shared->pools[i];
+			found = true;
+		}
+	LWLockRelease(netrun_shared->lock);
+	if (!found)
+		PG_RETURN_NULL();
+	stats_copy(row.slot.stats_index, &row.stats);
+	PG_RETURN_TEXT_P(cstring_to_text(row_guard(&row)));
 }
 
 /* ---------------------------------------------------------------------
