@@ -270,7 +270,7 @@ SELECT netrun_pool.fetchval('self', 'SELECT count(*) FROM ledger');
 DROP TABLE ledger, deferred_uniq, local_mark;
 
 -- Session mode: the backend keeps its connection, session state and all,
--- until release(); then DISCARD ALL and our settings again.
+-- until release(); then the reset between callers and our settings again.
 SELECT netrun_pool.register('sess',
     format('host=%s port=%s dbname=contrib_regression',
            current_setting('unix_socket_directories'), current_setting('port')),

@@ -242,14 +242,16 @@ SHOW search_path;
 RESET netrun_pool.tenant_search_path;
 RESET search_path;
 
--- Pooled calls carry the tenant: the remote's tenant setting (a
--- per-connection option) is set LOCAL for the call alone, so the next
--- call, on the same single connection, sees none.
+-- Pooled calls carry the tenant: each call sets the remote's tenant
+-- setting (a per-connection option) to its tenant or to '', and the reset
+-- between callers clears it, so the next call, on the same single
+-- connection, sees only its own.
 SELECT netrun_pool.register('t_self',
     format('host=%s port=%s dbname=contrib_regression',
            current_setting('unix_socket_directories'), current_setting('port')),
     pool_max => 1, tenant_setting => 'app.tenant');
 SELECT netrun_pool.register('t_bad', 'dbname=x', tenant_setting => 'no_dot');
+SELECT netrun_pool.register('t_bad', 'dbname=x', tenant_guard => 'maybe');
 DO $$
 BEGIN
   FOR i IN 1..100 LOOP
@@ -263,12 +265,27 @@ CREATE FUNCTION t_remote_tenant(ro boolean DEFAULT false) RETURNS text LANGUAGE 
 $$;
 SELECT t_remote_tenant() AS before;
 SELECT netrun_pool.set_tenant('acme');
+-- This server runs netrun_pool with tenant_mode = open: it does not
+-- enforce the guard, and the default tenant_guard => 'required' refuses
+-- to carry a tenant there (a call without one still runs).
+SELECT t_remote_tenant() AS refused;
+SELECT name, tenant_guard, tenant_guard_detail FROM netrun_pool.health WHERE name = 't_self';
+SELECT netrun_pool.configure('t_self', tenant_guard => 'off');
+DO $$
+BEGIN
+  FOR i IN 1..100 LOOP
+    EXIT WHEN (SELECT tenant_guard_status FROM netrun_pool.connections WHERE name = 't_self') = 'off';
+    PERFORM pg_sleep(0.05);
+  END LOOP;
+END $$;
+SELECT tenant_guard, tenant_guard_status FROM netrun_pool.connections WHERE name = 't_self';
 SELECT t_remote_tenant() AS with_tenant, t_remote_tenant(true) AS read_only;
 -- exec_transaction's statements run with it too (this one copies it into
--- a session setting of the remote connection, read back by the next call)
+-- a session setting of the remote connection, which the reset between
+-- callers clears before the next call)
 SELECT netrun_pool.exec_transaction('t_self', ARRAY[
   'SELECT set_config(''app.seen'', current_setting(''app.tenant''), false)']);
-SELECT netrun_pool.fetchval('t_self', 'SELECT current_setting(''app.seen'')') AS seen_by_exec_transaction;
+SELECT netrun_pool.fetchval('t_self', 'SELECT coalesce(nullif(current_setting(''app.seen'', true), ''''), ''<reset>'')') AS after_reset;
 SELECT netrun_pool.clear_tenant();
 SELECT t_remote_tenant() AS after_clear;
 -- Inside begin() the tenant is set in the remote transaction; a tenant
@@ -285,6 +302,24 @@ SELECT t_remote_tenant() AS after_commit;
 SELECT netrun_pool.set_tenant($$x'); SELECT pg_sleep(10); --$$);
 SELECT t_remote_tenant() AS odd_tenant;
 SELECT netrun_pool.clear_tenant();
+
+-- The remote half of the guard.  On a server with tenant_mode = pool only
+-- a pool's signed assertion sets the tenant: set_tenant() is refused to
+-- the application, and an assertion needs a session bound by guard_hello()
+-- and the key.
+SELECT netrun_pool.guard_hello('not hex');
+SELECT netrun_pool.guard_hello(repeat('0', 32)) AS open_mode;
+SELECT netrun_pool.guard_assert('acme', 1, repeat('0', 64));
+SET netrun_pool.tenant_mode = pool;
+SELECT netrun_pool.guard_hello(repeat('0', 32)) AS without_key;
+SELECT netrun_pool.guard_assert('acme', 1, repeat('0', 64));
+SELECT netrun_pool.guard_assert(NULL, 1, repeat('0', 64));
+SET ROLE t_app;
+SELECT netrun_pool.set_tenant('acme');
+SELECT netrun_pool.set_tenant_token('x.y.z');
+SELECT netrun_pool.clear_tenant();
+RESET ROLE;
+RESET netrun_pool.tenant_mode;
 
 -- Clean up.
 DROP FUNCTION t_remote_tenant(boolean);

@@ -3,6 +3,8 @@
 # pool of one connection, against a remote table under row-level security
 # keyed on the remote's tenant setting, never see each other's rows; a
 # call made with no tenant sees none (fail closed).
+# The remote is plain PostgreSQL, registered with tenant_guard => 'off';
+# t/014_remote_guard.pl covers the guard.
 use strict;
 use warnings;
 
@@ -39,7 +41,8 @@ ok(NetrunTest::wait_for_state($local, 'postgres', 'running'), 'worker running');
 my $conninfo = NetrunTest::tcp_conninfo($remote) . " user=remote_app password=$password";
 $local->safe_psql('postgres', qq{
 	CREATE ROLE app LOGIN;
-	SELECT netrun_pool.register('r', '$conninfo', pool_max => 1, acquire_timeout_ms => 60000);
+	SELECT netrun_pool.register('r', '$conninfo', pool_max => 1, acquire_timeout_ms => 60000,
+	                            tenant_guard => 'off');
 	SELECT netrun_pool.grant_usage('r', 'app');
 	CREATE TABLE checks (client int, tenant text, seen int, foreign_rows int);
 	GRANT INSERT ON checks TO app;

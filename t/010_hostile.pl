@@ -415,6 +415,13 @@ my @ours = (
 	[ '55000', 'no tenant is set' ],
 	[ '22023', 'tenant must not be empty' ],
 	[ '22023', "invalid tenant_setting $Q for netrun_pool connection $Q" ],
+	[ '22023', "invalid tenant_guard $Q for netrun_pool connection $Q" ],
+	[ '28000', "netrun_pool connection $Q does not enforce the tenant guard" ],
+	[ '28000', "netrun_pool connection $Q cannot sign the tenant" ],
+	[ '28000', 'invalid tenant assertion' ],
+	[ '22023', 'invalid guard challenge' ],
+	[ '55000', 'netrun_pool.tenant_mode is not "pool" on this server' ],
+	[ '42501', 'netrun_pool.tenant_mode is "pool": only the pool\'s signed assertions may set the tenant' ],
 );
 # PostgreSQL's own, raised before our code runs (input functions, the
 # parser, the executor around a set-returning function), or for the
