@@ -48,8 +48,16 @@ CONF
 	as_user "$DEMO_USER" pg_ctl -D "$DEMO_DIR/$name" -l "$DEMO_DIR/$name.log" -w start >/dev/null
 }
 
-echo "== starting the remote server on 127.0.0.1:$REMOTE_PORT (scram-sha-256 over TCP)"
-start_server remote "$REMOTE_PORT" "password_encryption = 'scram-sha-256'"
+# The guard key, shared by the pool's server and the remote: only the pool's
+# assertions signed with it set the tenant on the remote.
+(umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$DEMO_DIR/guard.key")
+chown "$DEMO_USER:" "$DEMO_DIR/guard.key"
+
+echo "== starting the remote server on 127.0.0.1:$REMOTE_PORT (scram-sha-256 over TCP, netrun_pool's tenant guard)"
+start_server remote "$REMOTE_PORT" "password_encryption = 'scram-sha-256'
+session_preload_libraries = 'netrun_pool'
+netrun_pool.tenant_mode = pool
+netrun_pool.guard_key_file = '$DEMO_DIR/guard.key'"
 printf 'local all all trust\nlocal replication all trust\nhost all all 127.0.0.1/32 scram-sha-256\n' >"$DEMO_DIR/remote/pg_hba.conf"
 as_user "$DEMO_USER" pg_ctl -D "$DEMO_DIR/remote" reload >/dev/null
 
@@ -67,6 +75,7 @@ echo "== starting the local server on 127.0.0.1:$LOCAL_PORT (netrun_pool preload
 start_server local "$LOCAL_PORT" "shared_preload_libraries = 'netrun_pool'
 netrun_pool.database = 'postgres'
 netrun_pool.secret_key_file = '$DEMO_DIR/secret.key'
+netrun_pool.guard_key_file = '$DEMO_DIR/guard.key'
 netrun_pool.health_interval_ms = 500"
 
 cat >"$DEMO_DIR/stop.sh" <<STOP
@@ -84,6 +93,9 @@ show() { echo; echo "local=# $1"; lpsql -c "$1"; }
 
 echo "== the remote"
 rpsql -At -c "SELECT 'remote is up: ' || version()"
+# netrun_pool on the remote too: its tenant guard (guard_hello, guard_assert,
+# current_tenant); no worker runs there.
+rpsql -c "CREATE EXTENSION netrun_pool"
 rpsql -c "CREATE ROLE app LOGIN PASSWORD '$REMOTE_PASSWORD'; CREATE TABLE items (id int PRIMARY KEY, label text); INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 1000) g; GRANT SELECT, UPDATE ON items TO app"
 
 echo "== the extension"
@@ -171,17 +183,22 @@ show "SELECT name, status, circuit, consecutive_failures FROM netrun_pool.health
 show "SELECT netrun_pool.fetchval('demo', 'SELECT format(''read on port %s, in recovery: %s'', inet_server_port(), pg_is_in_recovery())', read_only => true)"
 echo
 echo "== tenants: a tenant setting that cannot be spoofed, carried to the remote's own RLS"
-echo "remote=# CREATE TABLE orders (...); ... CREATE POLICY orders_tenant ON orders USING (tenant = current_setting('app.current_tenant_id', true))"
+echo "remote=# CREATE TABLE orders (...); ... CREATE POLICY orders_tenant ON orders USING (tenant = netrun_pool.current_tenant())"
 rpsql -c "CREATE TABLE orders (id int PRIMARY KEY, tenant text NOT NULL, total numeric);
 INSERT INTO orders SELECT g, CASE WHEN g % 2 = 0 THEN 'acme' ELSE 'globex' END, g * 10 FROM generate_series(1, 6) g;
 ALTER TABLE orders ENABLE ROW LEVEL SECURITY; ALTER TABLE orders FORCE ROW LEVEL SECURITY;
-CREATE POLICY orders_tenant ON orders USING (tenant = current_setting('app.current_tenant_id', true));
+CREATE POLICY orders_tenant ON orders USING (tenant = netrun_pool.current_tenant());
 GRANT SELECT ON orders TO app"
+show "SELECT name, tenant_guard, tenant_guard_detail FROM netrun_pool.health"
 show "SET ROLE app_reader; SELECT netrun_pool.set_tenant('acme'); SELECT * FROM netrun_pool.query('demo_remote', 'SELECT id, tenant, total FROM orders ORDER BY id') AS t(id int, tenant text, total numeric)"
 show "SET ROLE app_reader; SELECT netrun_pool.set_tenant('globex'); SELECT * FROM netrun_pool.query('demo_remote', 'SELECT id, tenant, total FROM orders ORDER BY id') AS t(id int, tenant text, total numeric)"
 show "SET ROLE app_reader; SELECT netrun_pool.set_tenant('acme'); SET netrun_pool.tenant_id = 'globex'" || true
+echo
+echo "== the caller's own SQL, run on the remote, tries to pick another tenant: the remote's guard refuses"
+show "SET ROLE app_reader; SELECT netrun_pool.set_tenant('acme'); SELECT netrun_pool.fetchval('demo_remote', \$\$SELECT netrun_pool.set_tenant('globex')\$\$)" || true
+show "SET ROLE app_reader; SELECT netrun_pool.set_tenant('acme'); SELECT netrun_pool.fetchval('demo_remote', \$\$SELECT set_config('netrun_pool.tenant_id', 'globex', false)\$\$)" || true
+show "SET ROLE app_reader; SELECT netrun_pool.set_tenant('acme'); SELECT * FROM netrun_pool.query('demo_remote', \$\$SELECT set_config('app.current_tenant_id', 'globex', true), (SELECT string_agg(DISTINCT tenant, ',') FROM orders)\$\$) AS t(mirror text, tenants_seen text)"
 show "SET ROLE app_reader; SELECT count(*) AS rows_with_no_tenant_set FROM netrun_pool.query('demo_remote', 'SELECT id FROM orders') AS t(id int)"
-
 echo
 echo "remote=# SELECT application_name, count(*) FROM pg_stat_activity WHERE application_name LIKE 'netrun_pool:%' GROUP BY 1"
 rpsql -c "SELECT application_name, count(*) FROM pg_stat_activity WHERE application_name LIKE 'netrun_pool:%' GROUP BY 1"

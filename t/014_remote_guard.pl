@@ -170,7 +170,7 @@ for my $g (qw(g p))
 		# begin(), SET LOCAL, then a read in a later call: every call sets
 		# its tenant again, so this is held even without the guard
 		($o, $e) = call('app_a', 'A',
-			"BEGIN; SELECT netrun_pool.begin('$c'); SELECT netrun_pool.exec('$c', \$\$SET LOCAL app.current_tenant_id = 'B'\$\$); SELECT netrun_pool.exec('$c', \$\$SELECT set_config('netrun_pool.tenant_id', 'B', true)\$\$); SELECT 'seen:' || netrun_pool.fetchval('$c', 'SELECT string_agg(tenant_id, '','') FROM docs'); COMMIT;");
+			"BEGIN; SELECT netrun_pool.begin('$c'); SELECT netrun_pool.exec('$c', \$\$SET LOCAL app.current_tenant_id = 'B'\$\$); SELECT 'seen:' || netrun_pool.fetchval('$c', 'SELECT string_agg(tenant_id, '','') FROM docs'); COMMIT;");
 		like($o, qr/^seen:A,A$/m, "$c: begin(), SET LOCAL, then another call: held");
 	}
 }
