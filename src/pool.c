@@ -120,8 +120,17 @@ typedef struct RemoteConn
 	bool		housekeeping_failed;	/* a query other than the hello failed */
 	char		housekeeping_error[256];
 	char	   *hello_sql;
-	/* the reset between callers, which also applies our session settings */
-	char		reset_sql[1024];
+	/* our session settings, applied after each DISCARD ALL (conn_reset) */
+	char		settings_sql[512];
+
+	/*
+	 * In pipeline mode: the Syncs still to read, and how many of them end
+	 * the call's own work (whose results the caller already has); the
+	 * others end the reset's.  0: not in pipeline mode.
+	 */
+	int			pipeline_syncs;
+	int			pipeline_call_syncs;
+	bool		reset_after_call;	/* the reset follows a call's own work */
 } RemoteConn;
 
 typedef struct Pool
@@ -186,6 +195,7 @@ typedef struct Request
 	char	   *tenant;			/* the caller's tenant, or NULL */
 	char	   *search_path;	/* schema mode: the tenant's search_path */
 	bool		own_txn;		/* we opened a transaction for this call */
+	bool		pipelined;		/* sent in one pipeline with the reset */
 
 	/* for the pool's counters (stats.h) */
 	int			stats_index;	/* counted in "outstanding", or -1 */
@@ -220,9 +230,12 @@ static void request_next_statement(Request *req);
 static void request_after_setup(Request *req);
 static bool request_needs_tenant(Request *req);
 static bool request_refuse_unguarded(Request *req);
+static void request_send_failed(Request *req, const char *msg);
 static void request_send_tenant(Request *req);
 static void conn_housekeep(RemoteConn *rc, ConnState state);
 static void conn_set_guard(RemoteConn *rc, int state, const char *detail);
+static bool conn_pipeline_result(RemoteConn *rc, PGresult *res);
+static void conn_reset(RemoteConn *rc, ConnState state);
 static void conn_read_hello(RemoteConn *rc, const PGresult *res);
 static void pool_dispatch(Pool *pool);
 
@@ -547,23 +560,67 @@ conn_housekeep(RemoteConn *rc, ConnState state)
 }
 
 /*
- * Put the session back to the state a new caller may expect: its
- * transaction rolled back, then the reset (reset_sql).  Nothing one call
- * did to the session is seen by the next: settings, temporary objects,
- * prepared statements, cursors, LISTEN, advisory locks, sequence state,
- * and the tenant.  A reset that fails closes the connection.
+ * Queue the reset between callers on a connection in pipeline mode, each
+ * statement with its Sync: DISCARD ALL (it refuses to run in a
+ * transaction block, which the Sync before it ends), then our session
+ * settings.  Nothing one call did to the session is seen by the next:
+ * settings, temporary objects, prepared statements, cursors, LISTEN,
+ * advisory locks, sequence state, SET ROLE and the tenant.  The Syncs it
+ * added, or -1 if it could not be sent.
+ */
+static int
+conn_queue_reset(RemoteConn *rc)
+{
+	PGconn	   *conn = rc->conn;
+
+	if (!PQsendQueryParams(conn, "DISCARD ALL", 0, NULL, NULL, NULL, NULL, 0) ||
+		!PQpipelineSync(conn) ||
+		!PQsendQueryParams(conn, rc->settings_sql, 0, NULL, NULL, NULL, NULL, 0) ||
+		!PQpipelineSync(conn))
+		return -1;
+	return 2;
+}
+
+/*
+ * Put the session back to the state a new caller may expect, in one
+ * round trip: its transaction rolled back, then the reset.  A reset that
+ * fails closes the connection (conn_pipeline_result); at connect, that is
+ * a failed connect.
  */
 static void
-conn_reset(RemoteConn *rc)
+conn_reset(RemoteConn *rc, ConnState state)
 {
-	rc->nhousekeeping = 0;
+	PGconn	   *conn = rc->conn;
+	int			syncs = 0;
+	int			n;
+
+	rc->state = state;
+	rc->req = NULL;
 	rc->housekeeping_failed = false;
-	if (PQtransactionStatus(rc->conn) != PQTRANS_IDLE)
-		rc->housekeeping[rc->nhousekeeping++] = "ROLLBACK";
-	rc->housekeeping[rc->nhousekeeping++] = rc->reset_sql;
-	rc->tenant_known = true;
-	rc->tenant_now[0] = '\0';
-	conn_housekeep(rc, CONN_RESETTING);
+	if (!PQenterPipelineMode(conn))
+		goto failed;
+	if (PQtransactionStatus(conn) != PQTRANS_IDLE)
+	{
+		if (!PQsendQueryParams(conn, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0) ||
+			!PQpipelineSync(conn))
+			goto failed;
+		syncs++;
+	}
+	n = conn_queue_reset(rc);
+	if (n < 0)
+		goto failed;
+	rc->pipeline_syncs = syncs + n;
+	rc->pipeline_call_syncs = 0;
+	rc->reset_after_call = false;
+	rc->housekeeping_error[0] = '\0';
+	rc->want_write = PQflush(conn) == 1;
+	return;
+
+failed:
+	if (state == CONN_SETUP)
+		conn_failed_to_connect(rc, conn_error_message(conn));
+	else
+		conn_close(rc);
 }
 
 static void
@@ -587,42 +644,43 @@ conn_advance_connect(RemoteConn *rc)
 		return;
 	}
 	/*
-	 * The reset between callers: what DISCARD ALL does, statement by
-	 * statement (DISCARD ALL refuses to run in the implicit transaction of
-	 * a multi-statement string), so that one query does it all.  Then the
-	 * session settings text conversion relies on, and the connection's
-	 * statement timeout: SET after connecting, as postgres_fdw does, since
-	 * a startup "options" string would lose to PGDATESTYLE and friends in
-	 * the server's environment.  On PG >= 14 the remote also checks for a
-	 * client that went away, which is how a cancelled call stops there.
-	 * Last, the tenant setting is set to "", so that a fresh and a reused
-	 * connection look the same to a policy (never set, it would be NULL).
+	 * The session settings text conversion relies on, and the connection's
+	 * statement timeout, applied after connecting, as postgres_fdw does (a
+	 * startup "options" string would lose to PGDATESTYLE and friends in the
+	 * server's environment, and a pgbouncer in front of the remote refuses
+	 * it), and again after each DISCARD ALL.  On PG >= 14 the remote also
+	 * checks for a client that went away, which is how a cancelled call
+	 * stops there.  Last, the tenant setting is set to "", so that a fresh
+	 * and a reused connection look the same to a policy (never set, it
+	 * would be NULL).  One statement: the reset is two statements in all.
 	 * The setting's name was checked at registration (a.b, lowercase).
 	 */
-	snprintf(rc->reset_sql, sizeof(rc->reset_sql),
-			 "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; "
-			 "DEALLOCATE ALL; UNLISTEN *; SELECT pg_catalog.pg_advisory_unlock_all(); "
-			 "DISCARD PLANS; DISCARD SEQUENCES; DISCARD TEMP; "
-			 "SET DateStyle = ISO; SET IntervalStyle = postgres; "
-			 "SET extra_float_digits = 3; SET statement_timeout = %d%s; "
-			 "SELECT pg_catalog.set_config('%s', '', false)",
+	snprintf(rc->settings_sql, sizeof(rc->settings_sql),
+			 "SELECT pg_catalog.set_config('DateStyle', 'ISO', false), "
+			 "pg_catalog.set_config('IntervalStyle', 'postgres', false), "
+			 "pg_catalog.set_config('extra_float_digits', '3', false), "
+			 "pg_catalog.set_config('statement_timeout', '%d', false), "
+			 "%s"
+			 "pg_catalog.set_config('%s', '', false)",
 			 rc->pool->settings.statement_timeout_ms,
 			 PQserverVersion(rc->conn) >= 140000 ?
-			 "; SET client_connection_check_interval = " CppAsString2(REMOTE_CHECK_INTERVAL_MS) : "",
+			 "pg_catalog.set_config('client_connection_check_interval', '" CppAsString2(REMOTE_CHECK_INTERVAL_MS) "', false), " : "",
 			 rc->pool->settings.tenant_setting);
+
+	/* the guard's hello first, then the reset (which applies the settings) */
 	rc->nhousekeeping = 0;
-	if (rc->pool->settings.tenant_guard == GUARD_MODE_OFF)
-		conn_set_guard(rc, GUARD_OFF, "");
-	else
-	{
-		rc->hello_sql = MemoryContextStrdup(pool_context,
-											guard_hello_sql(rc->guard_challenge));
-		rc->housekeeping[rc->nhousekeeping++] = rc->hello_sql;
-	}
-	rc->housekeeping[rc->nhousekeeping++] = rc->reset_sql;
 	rc->housekeeping_failed = false;
 	rc->tenant_known = true;
 	rc->tenant_now[0] = '\0';
+	if (rc->pool->settings.tenant_guard == GUARD_MODE_OFF)
+	{
+		conn_set_guard(rc, GUARD_OFF, "");
+		conn_reset(rc, CONN_SETUP);
+		return;
+	}
+	rc->hello_sql = MemoryContextStrdup(pool_context,
+										guard_hello_sql(rc->guard_challenge));
+	rc->housekeeping[rc->nhousekeeping++] = rc->hello_sql;
 	conn_housekeep(rc, CONN_SETUP);
 }
 
@@ -646,6 +704,12 @@ conn_advance_housekeeping(RemoteConn *rc)
 	while (!PQisBusy(rc->conn))
 	{
 		res = PQgetResult(rc->conn);
+		if (rc->pipeline_syncs > 0)
+		{
+			if (conn_pipeline_result(rc, res))
+				return;
+			continue;
+		}
 		if (res == NULL)
 		{
 			rc->hello_inflight = false;
@@ -667,12 +731,7 @@ conn_advance_housekeeping(RemoteConn *rc)
 				conn_housekeep(rc, rc->state);
 				return;
 			}
-			if (PQtransactionStatus(rc->conn) != PQTRANS_IDLE)
-			{
-				conn_close(rc);
-				return;
-			}
-			conn_now_idle(rc);
+			conn_reset(rc, rc->state);
 			return;
 		}
 		if (rc->hello_inflight)
@@ -688,6 +747,70 @@ conn_advance_housekeeping(RemoteConn *rc)
 		}
 		PQclear(res);
 	}
+}
+
+/*
+ * One result on a connection whose pipeline holds no caller's request: the
+ * rest of a call's (ignored: the caller has its answer), the Syncs, and
+ * the reset's.  True when the connection is done with (idle, being reset
+ * again, or closed).
+ */
+static bool
+conn_pipeline_result(RemoteConn *rc, PGresult *res)
+{
+	if (res == NULL)
+		return false;			/* the end of one query's results */
+	if (PQresultStatus(res) == PGRES_PIPELINE_SYNC)
+	{
+		PQclear(res);
+		if (rc->pipeline_call_syncs > 0)
+			rc->pipeline_call_syncs--;
+		if (--rc->pipeline_syncs > 0)
+			return false;
+		if (!PQexitPipelineMode(rc->conn))
+			rc->housekeeping_failed = true;
+		if (rc->reset_after_call &&
+			PQtransactionStatus(rc->conn) != PQTRANS_IDLE &&
+			PQstatus(rc->conn) == CONNECTION_OK)
+		{
+			/*
+			 * The call left a transaction open (its SQL was BEGIN), and
+			 * DISCARD ALL refused to run in it: roll back, reset again.
+			 */
+			conn_reset(rc, CONN_RESETTING);
+		}
+		else if (rc->housekeeping_failed ||
+				 PQtransactionStatus(rc->conn) != PQTRANS_IDLE)
+		{
+			if (rc->state == CONN_SETUP)
+				conn_failed_to_connect(rc, psprintf("the session setup failed: %s",
+													rc->housekeeping_error[0] ?
+													rc->housekeeping_error :
+													"the remote left a transaction open"));
+			else
+				conn_close(rc);
+		}
+		else
+		{
+			rc->tenant_known = true;
+			rc->tenant_now[0] = '\0';
+			conn_now_idle(rc);
+		}
+		return true;
+	}
+	/* an error in the reset: the session may hold anything */
+	if (rc->pipeline_call_syncs == 0 &&
+		PQresultStatus(res) != PGRES_COMMAND_OK &&
+		PQresultStatus(res) != PGRES_TUPLES_OK && !rc->housekeeping_failed)
+	{
+		const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+		rc->housekeeping_failed = true;
+		strlcpy(rc->housekeeping_error, msg ? msg : PQerrorMessage(rc->conn),
+				sizeof(rc->housekeeping_error));
+	}
+	PQclear(res);
+	return false;
 }
 
 /* This session's guard state, published for health and connections. */
@@ -1096,15 +1219,25 @@ request_send(Request *req, const char *sql, SendMode mode)
 	}
 	if (!ok)
 	{
-		char	   *msg = conn_error_message(conn);
-		RemoteConn *rc = req->rc;
+		request_send_failed(req, conn_error_message(conn));
+		return false;
+	}
+	req->rc->want_write = PQflush(conn) == 1;
+	return true;
+}
 
-		/*
-		 * Nothing of this call reached the remote if its very first query
-		 * could not be sent on an unpinned connection: try once more on
-		 * another one.  Anything later may have had effects, and a pinned
-		 * connection carries a transaction or session: the caller hears.
-		 */
+/*
+ * A query could not be sent.  Nothing of this call reached the remote if
+ * its very first query could not be sent on an unpinned connection: try
+ * once more on another one.  Anything later may have had effects, and a
+ * pinned connection carries a transaction or session: the caller hears.
+ */
+static void
+request_send_failed(Request *req, const char *msg)
+{
+	RemoteConn *rc = req->rc;
+
+	{
 		if (!req->retried && !rc->pin_txn && !rc->pin_session &&
 			(req->step == STEP_BEGIN ||
 			 (req->step == STEP_MAIN && req->next_statement <= 1)) &&
@@ -1123,17 +1256,14 @@ request_send(Request *req, const char *sql, SendMode mode)
 			dlist_push_head(&pool->waiters, &req->node);
 			pool->nwaiting++;
 			pool_dispatch(pool);
-			return false;
+			return;
 		}
 		rc->retire = true;
 		request_fail(req, "08006",
 					 psprintf("could not send a query to netrun_pool connection \"%s\"",
 							  req->pool_name),
 					 msg, NULL);
-		return false;
 	}
-	req->rc->want_write = PQflush(conn) == 1;
-	return true;
 }
 
 /* A connection is ours: check who may use it, then start. */
@@ -1303,21 +1433,21 @@ request_refuse_unguarded(Request *req)
 }
 
 /*
- * Set the remote's tenant (and search_path) for the session: with the
- * guard, as a signed assertion bound to this session; without it, with
- * set_config, which the call's own SQL can undo (README: threat model).
- * The values travel as parameters, never in the statement's text.
+ * The statement that sets the remote's tenant (and search_path) for the
+ * session: with the guard, a signed assertion bound to this session;
+ * without it, set_config, which the call's own SQL can undo (README:
+ * the tenant on the remotes).  The values travel as parameters, never in
+ * the statement's text.  NULL (the call failed) if it cannot be signed.
+ * The buffers for the values are the caller's.
  */
-static void
-request_send_tenant(Request *req)
+static const char *
+request_tenant_statement(Request *req, const char **values, int *nvalues,
+						 char *seq, char *mac)
 {
 	RemoteConn *rc = req->rc;
 	const char *tenant = req->tenant ? req->tenant : "";
-	const char *values[4];
-	int			n;
 	const char *sql;
-	char		seq[32];
-	char		mac[GUARD_MAC_HEX + 1];
+	int			n;
 
 	if (rc->guard == GUARD_ENFORCED)
 	{
@@ -1330,10 +1460,10 @@ request_send_tenant(Request *req)
 								  req->pool_name),
 						 "The pool's netrun_pool.guard_key_file could not be read.",
 						 NULL);
-			return;
+			return NULL;
 		}
 		rc->guard_seq++;
-		snprintf(seq, sizeof(seq), INT64_FORMAT, rc->guard_seq);
+		snprintf(seq, 32, INT64_FORMAT, rc->guard_seq);
 		values[0] = tenant;
 		values[1] = seq;
 		values[2] = mac;
@@ -1355,6 +1485,27 @@ request_send_tenant(Request *req)
 	}
 	if (req->search_path)
 		values[n++] = req->search_path;
+	*nvalues = n;
+	/* known once it succeeded; a failure makes it unknown (conclude) */
+	strlcpy(rc->tenant_now, tenant, sizeof(rc->tenant_now));
+	rc->tenant_known = true;
+	return sql;
+}
+
+/* Set the remote's tenant for this call, as a step of its own. */
+static void
+request_send_tenant(Request *req)
+{
+	RemoteConn *rc = req->rc;
+	const char *values[4];
+	int			n;
+	const char *sql;
+	char		seq[32];
+	char		mac[GUARD_MAC_HEX + 1];
+
+	sql = request_tenant_statement(req, values, &n, seq, mac);
+	if (sql == NULL)
+		return;
 	req->step = STEP_TENANT;
 	if (!PQsendQueryParams(rc->conn, sql, n, NULL, values, NULL, NULL, 0))
 	{
@@ -1365,10 +1516,96 @@ request_send_tenant(Request *req)
 					 conn_error_message(rc->conn), NULL);
 		return;
 	}
-	/* known once it succeeded; a failure makes it unknown (conclude) */
-	strlcpy(rc->tenant_now, tenant, sizeof(rc->tenant_now));
-	rc->tenant_known = true;
 	rc->want_write = PQflush(rc->conn) == 1;
+}
+
+/*
+ * Can this call go out in one pipeline: its tenant, its statement, a
+ * Sync, then the reset and a Sync, in one write?  A plain call on an
+ * unpinned connection of a transaction (or none) pool: one that opens a
+ * transaction of its own, or joins one, goes step by step.
+ */
+static bool
+request_may_pipeline(Request *req)
+{
+	RemoteConn *rc = req->rc;
+
+	return (req->kind == CALL_ROWS || req->kind == CALL_EXEC) &&
+		!req->own_txn && !rc->pin_txn && !rc->pin_session &&
+		rc->pool->settings.pool_mode != NETRUN_POOL_MODE_SESSION &&
+		PQtransactionStatus(rc->conn) == PQTRANS_IDLE;
+}
+
+/*
+ * One round trip for the whole call.  The tenant and the statement share
+ * the implicit transaction that ends at the first Sync, so a failed
+ * tenant leaves the statement unrun (the server skips to the Sync).  The
+ * reset follows in the same write; the caller is answered at the end of
+ * its statement's results, and the connection is free when the reset's
+ * Sync comes back (conn_pipeline_result).
+ */
+static void
+request_send_pipelined(Request *req)
+{
+	RemoteConn *rc = req->rc;
+	PGconn	   *conn = rc->conn;
+	bool		tenant = request_needs_tenant(req);
+	bool		reset = rc->pool->settings.pool_mode == NETRUN_POOL_MODE_TRANSACTION;
+	const char *values[4];
+	int			n = 0;
+	const char *tenant_sql = NULL;
+	char		seq[32];
+	char		mac[GUARD_MAC_HEX + 1];
+	bool		ok;
+	int			syncs;
+
+	if (tenant)
+	{
+		tenant_sql = request_tenant_statement(req, values, &n, seq, mac);
+		if (tenant_sql == NULL)
+			return;
+	}
+	if (!PQenterPipelineMode(conn))
+	{
+		req->step = STEP_MAIN;	/* nothing sent: it may go elsewhere */
+		request_send_failed(req, conn_error_message(conn));
+		return;
+	}
+	ok = tenant_sql == NULL ||
+		PQsendQueryParams(conn, tenant_sql, n, NULL, values, NULL, NULL, 0);
+	ok = ok && PQsendQueryParams(conn, req->sql, req->nparams, NULL, req->params,
+								 NULL, NULL, 0);
+	ok = ok && PQpipelineSync(conn);
+	syncs = 1;
+	if (ok && reset)
+	{
+		int			n = conn_queue_reset(rc);
+
+		ok = n > 0;
+		syncs += n;
+	}
+	/* the first query's rows one by one (the statement's, after a tenant) */
+	ok = ok && (tenant || req->kind != CALL_ROWS || PQsetSingleRowMode(conn));
+	if (!ok)
+	{
+		char	   *msg = conn_error_message(conn);
+
+		/* nothing went out: the connection is not fit for another call */
+		rc->retire = true;
+		request_fail(req, "08006",
+					 psprintf("could not send a query to netrun_pool connection \"%s\"",
+							  req->pool_name),
+					 msg, NULL);
+		return;
+	}
+	req->pipelined = true;
+	req->step = tenant ? STEP_TENANT : STEP_MAIN;
+	rc->pipeline_syncs = syncs;
+	rc->pipeline_call_syncs = 1;
+	rc->reset_after_call = reset;
+	rc->housekeeping_failed = false;
+	rc->housekeeping_error[0] = '\0';
+	rc->want_write = PQflush(conn) == 1;
 }
 
 /*
@@ -1378,6 +1615,11 @@ request_send_tenant(Request *req)
 static void
 request_after_setup(Request *req)
 {
+	if (req->step != STEP_TENANT && request_may_pipeline(req))
+	{
+		request_send_pipelined(req);
+		return;
+	}
 	if (req->step != STEP_TENANT && request_needs_tenant(req))
 	{
 		request_send_tenant(req);
@@ -1546,6 +1788,14 @@ request_advance(Request *req)
 
 		if (res == NULL)
 		{
+			/* pipelined: the statement's results follow the tenant's */
+			if (req->pipelined && req->step == STEP_TENANT && !req->failed)
+			{
+				req->step = STEP_MAIN;
+				if (req->kind == CALL_ROWS && !PQsetSingleRowMode(conn))
+					elog(WARNING, "netrun_pool: could not select single-row mode");
+				continue;
+			}
 			MemoryContextSwitchTo(old);
 			request_step_done(req);
 			return;
@@ -1766,6 +2016,23 @@ static void
 conn_release(RemoteConn *rc)
 {
 	/*
+	 * A pipelined call: its reset is on the way already.  Read what has
+	 * arrived; the rest comes with the socket's next event.
+	 */
+	if (rc->pipeline_syncs > 0)
+	{
+		if (PQstatus(rc->conn) != CONNECTION_OK || rc->retire || !rc->pool->present ||
+			rc->pool->settings.pool_mode == NETRUN_POOL_MODE_NONE)
+		{
+			conn_close(rc);
+			return;
+		}
+		rc->state = CONN_RESETTING;
+		rc->req = NULL;
+		conn_advance_housekeeping(rc);
+		return;
+	}
+	/*
 	 * Pinned: it waits for the same backend's next call, even if the pool
 	 * is being retired or connects per call; it goes when the pin ends.
 	 */
@@ -1786,7 +2053,7 @@ conn_release(RemoteConn *rc)
 	 * In transaction mode the remote transaction never outlives the call,
 	 * and nothing of the call's session state reaches the next caller.
 	 */
-	conn_reset(rc);
+	conn_reset(rc, CONN_RESETTING);
 }
 
 /* A pool no longer registered, with nothing left on it, is forgotten. */
@@ -2260,7 +2527,7 @@ request_accept(int channel, Request *req)
 			/* back to the pool, reset as between two callers */
 			pinned->pin_session = false;
 			pinned->pinned_to = -1;
-			conn_reset(pinned);
+			conn_reset(pinned, CONN_RESETTING);
 			request_conclude(req);
 			return;
 		default:
