@@ -758,7 +758,8 @@ LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 -- or from the table's owner (and the members of the owning role) unless
 -- FORCE ROW LEVEL SECURITY is set; and a table with RLS but no policy
 -- hides every row.  These functions are not SECURITY DEFINER: they answer
--- for the role that calls them.
+-- for the role that calls them, or, given a connection, for the pool's
+-- role on that remote, where the application's rows live.
 ------------------------------------------------------------------------------
 
 -- The column that holds the tenant (netrun_pool.tenant_column).  Read with
@@ -772,84 +773,278 @@ AS $$
     SELECT coalesce(nullif(current_setting('netrun_pool.tenant_column', true), ''), 'tenant_id')::name
 $$;
 
--- How a policy expression reads the tenant: 'protected' through
--- netrun_pool.current_tenant() or the netrun_pool.tenant_id setting,
--- 'mirror' only through the setting set_tenant() mirrors it into (which any
--- SQL can SET), NULL not at all.  The text is pg_get_expr() output under
--- this function's search_path, so our function is always schema-qualified.
-CREATE FUNCTION netrun_pool._tenant_reference(expr text)
+-- The facts every check below rests on, read from the catalogs of one
+-- database by the role that asks there: this database and the current
+-- role, or a remote and the pool's role on it (through query_json(), as
+-- any pooled call).  One SQL text, _rls_facts_sql(), serves both, so a
+-- remote is judged exactly as this database is.  It must stand alone on a
+-- plain PostgreSQL (10 or later) without netrun_pool: every table and
+-- function is schema-qualified (a temporary table named pg_class must not
+-- answer) and nothing of ours is called.
+--
+-- One row per relation that matters, each with the asking role's facts;
+-- when none matters, one row of the role's facts alone (table_name NULL),
+-- so that the role findings are never lost.  Parameters:
+--   $1 the tenant column;
+--   $2 the setting a policy may read the tenant from: the mirror here, the
+--      connection's tenant_setting on a remote;
+--   $3 the schemas to audit (NULL: all but the system schemas, other
+--      sessions' temporary schemas and netrun_pool);
+--   $4 one relation by OID (here), or $5 by name (looked up where the text
+--      runs): that relation whatever its kind, instead of the audit's
+--      tables (those with the tenant column or RLS enabled).
+-- A policy reads the tenant 'protected' when it calls
+-- netrun_pool.current_tenant() (found by its dependency, whatever the
+-- search_path makes pg_get_expr() print) or reads the netrun_pool.tenant_id
+-- setting, and 'mirror' when it reads only the $2 setting.
+CREATE TYPE netrun_pool._rls_fact AS (
+    connection            text,     -- where it was read: NULL here
+    tenant_setting        text,     -- $2
+    role_name             text,     -- the role asking: current_user there
+    role_superuser        boolean,
+    role_bypassrls        boolean,
+    bypassrls_login_roles jsonb,    -- names; superusers left out
+    table_name            text,     -- schema.table, quoted where needed
+    relname               text,
+    relkind               text,
+    enabled               boolean,
+    forced                boolean,
+    owned                 boolean,  -- by the role, or a role it is a member of
+    has_tenant_column     boolean,
+    policies              jsonb     -- [{"name", "permissive", "reference"}]
+);
+
+CREATE FUNCTION netrun_pool._rls_facts_sql()
 RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN $facts$
+WITH args AS (
+    SELECT $1::pg_catalog.name AS tenant_column,
+           NULLIF($2::pg_catalog.text, '') AS tenant_setting,
+           $3::pg_catalog.name[] AS schemas,
+           $4::pg_catalog.oid IS NOT NULL OR $5::pg_catalog.text IS NOT NULL AS one,
+           coalesce($4::pg_catalog.oid,
+                    pg_catalog.to_regclass($5::pg_catalog.text)::pg_catalog.oid) AS target
+), me AS (
+    SELECT r.rolname::pg_catalog.text AS role_name, r.rolsuper AS role_superuser,
+           r.rolbypassrls AS role_bypassrls,
+           (SELECT coalesce(pg_catalog.jsonb_agg(b.rolname::pg_catalog.text ORDER BY b.rolname), '[]')
+              FROM pg_catalog.pg_roles b
+             WHERE b.rolcanlogin AND b.rolbypassrls AND NOT b.rolsuper) AS bypassrls_login_roles
+      FROM pg_catalog.pg_roles r
+     WHERE r.rolname = CURRENT_USER
+), tables AS (
+    SELECT c.oid, pg_catalog.format('%I.%I', n.nspname, c.relname) AS table_name,
+           c.relname::pg_catalog.text AS relname, c.relkind::pg_catalog.text AS relkind,
+           c.relrowsecurity AS enabled, c.relforcerowsecurity AS forced,
+           pg_catalog.pg_has_role(c.relowner, 'USAGE') AS owned,
+           EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                    WHERE a.attrelid = c.oid AND a.attname = args.tenant_column
+                      AND a.attnum > 0 AND NOT a.attisdropped) AS has_tenant_column,
+           args.one
+      FROM args, pg_catalog.pg_class c
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE CASE WHEN args.one THEN c.oid = args.target
+                WHEN args.schemas IS NULL THEN
+                     c.relkind IN ('r', 'p')
+                     AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'netrun_pool')
+                     AND n.nspname NOT LIKE E'pg\\_toast%'
+                     AND (n.nspname NOT LIKE E'pg\\_temp\\_%' OR n.oid = pg_catalog.pg_my_temp_schema())
+                ELSE c.relkind IN ('r', 'p') AND n.nspname = ANY (args.schemas) END
+), policies AS (
+    SELECT p.polrelid,
+           pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+               'name', p.polname, 'permissive', p.polpermissive,
+               'reference', CASE
+                   WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                                  JOIN pg_catalog.pg_proc f ON f.oid = d.refobjid
+                                  JOIN pg_catalog.pg_namespace fn ON fn.oid = f.pronamespace
+                                 WHERE d.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass
+                                   AND d.objid = p.oid
+                                   AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+                                   AND fn.nspname = 'netrun_pool' AND f.proname = 'current_tenant')
+                     OR pg_catalog.strpos(x.expr, '''netrun_pool.tenant_id''') > 0 THEN 'protected'
+                   WHEN pg_catalog.strpos(x.expr, pg_catalog.quote_literal(args.tenant_setting)) > 0
+                     THEN 'mirror'
+               END) ORDER BY p.polname) AS policies
+      FROM args, pg_catalog.pg_policy p
+     CROSS JOIN LATERAL (
+           SELECT coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), '') || ' ' ||
+                  coalesce(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), '') AS expr) x
+     WHERE p.polrelid IN (SELECT t.oid FROM tables t)
+     GROUP BY p.polrelid
+)
+SELECT args.tenant_setting, me.role_name, me.role_superuser, me.role_bypassrls,
+       me.bypassrls_login_roles, t.table_name, t.relname, t.relkind, t.enabled, t.forced,
+       t.owned, t.has_tenant_column, coalesce(p.policies, '[]') AS policies
+  FROM args CROSS JOIN me
+  LEFT JOIN (tables t LEFT JOIN policies p ON p.polrelid = t.oid)
+         ON t.one OR t.has_tenant_column OR t.enabled
+$facts$;
+
+-- The connections a remote check runs on, by name: the connection of that
+-- name, or every enabled member of the cluster of that name that the
+-- caller may use, each with its tenant_setting.  A name that is neither
+-- (or a cluster with no such member) comes back as it is, so that
+-- query_json() refuses it with the error any call on it gets.
+CREATE FUNCTION netrun_pool._rls_targets(target text)
+RETURNS TABLE (name text, tenant_setting text)
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE
-        WHEN strpos(expr, 'netrun_pool.current_tenant()') > 0
-          OR strpos(expr, '''netrun_pool.tenant_id''') > 0 THEN 'protected'
-        WHEN strpos(expr, quote_literal(nullif(current_setting('netrun_pool.tenant_setting', true), ''))) > 0
-            THEN 'mirror'
-    END
+    WITH members AS (
+        SELECT c.name, c.tenant_setting FROM netrun_pool.connections c
+         WHERE c.cluster = target AND c.enabled AND netrun_pool.has_usage(c.name)
+           AND NOT EXISTS (SELECT 1 FROM netrun_pool.connections x WHERE x.name = target)
+    )
+    SELECT m.name, m.tenant_setting FROM members m
+    UNION ALL
+    SELECT target, (SELECT x.tenant_setting FROM netrun_pool.connections x WHERE x.name = target)
+     WHERE NOT EXISTS (SELECT 1 FROM members)
+    ORDER BY 1
 $$;
 
--- The facts rls_status() and verify_rls_enabled() rest on, for the current
--- role.  The reasons are checked in this order: the table first, then who
--- is asking.
+-- The facts, here (connection NULL: for the current role, with the mirror
+-- setting) or on each target of a connection or cluster name (for the
+-- pool's role there, with the connection's tenant_setting).  The tenant
+-- column is ours in both cases: it is the application's.
+CREATE FUNCTION netrun_pool._rls_facts(connection text, schemas name[], rel_oid oid, rel_name text)
+RETURNS SETOF netrun_pool._rls_fact
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target record;
+BEGIN
+    IF connection IS NULL THEN
+        RETURN QUERY EXECUTE 'SELECT NULL::text, f.* FROM (' || netrun_pool._rls_facts_sql() || ') f'
+            USING netrun_pool._tenant_column(), current_setting('netrun_pool.tenant_setting', true),
+                  schemas, rel_oid, rel_name;
+        RETURN;
+    END IF;
+    FOR target IN SELECT * FROM netrun_pool._rls_targets(connection) LOOP
+        RETURN QUERY
+        SELECT f.*
+          FROM netrun_pool.query_json(target.name, netrun_pool._rls_facts_sql(),
+                   ARRAY[netrun_pool._tenant_column()::text, target.tenant_setting,
+                         schemas::text, NULL, rel_name]) j
+         CROSS JOIN LATERAL jsonb_populate_record(NULL::netrun_pool._rls_fact,
+                   j || jsonb_build_object('connection', target.name)) f;
+    END LOOP;
+END
+$$;
+
+-- rls_status()'s answer from a table's facts.  The reasons are checked in
+-- this order: the table first, then who is asking, as the executor decides
+-- (check_enable_rls): superuser, then the role's own BYPASSRLS (not
+-- inherited), then ownership, which members of the owning role share.
+CREATE FUNCTION netrun_pool._rls_status(f netrun_pool._rls_fact)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object(
+        'table', f.table_name,
+        'enabled', f.enabled,
+        'forced', f.forced,
+        'policies', jsonb_array_length(f.policies),
+        'uses_tenant', EXISTS (SELECT 1 FROM jsonb_array_elements(f.policies) p
+                                WHERE p ->> 'reference' IS NOT NULL),
+        'bypassed_by_current_role', b.bypassed,
+        'reason', CASE
+            WHEN NOT f.enabled THEN 'row-level security is not enabled'
+            WHEN jsonb_array_length(f.policies) = 0 THEN 'no policy exists'
+            WHEN f.role_superuser THEN 'the current role is a superuser'
+            WHEN f.role_bypassrls THEN 'the current role has BYPASSRLS'
+            WHEN b.bypassed THEN 'the current role owns the table and FORCE is not set'
+            ELSE 'row-level security applies to the current role'
+        END)
+      FROM (SELECT f.role_superuser OR f.role_bypassrls OR (f.owned AND NOT f.forced) AS bypassed) b
+$$;
+
+-- verify_rls_enabled()'s yes or no, from a status.
+CREATE FUNCTION netrun_pool._rls_verified(status jsonb)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+RETURN (status ->> 'enabled')::boolean
+   AND (status ->> 'policies')::integer > 0
+   AND NOT (status ->> 'bypassed_by_current_role')::boolean;
+
+-- Whether RLS protects a table's rows from the current role, and why.
 CREATE FUNCTION netrun_pool.rls_status(tbl regclass)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    rel        record;
-    me         record;
-    n_policies integer;
-    uses       boolean;
-    is_owner   boolean;
-    bypassed   boolean;
-    reason     text;
+    f netrun_pool._rls_fact;
 BEGIN
-    SELECT c.relkind, c.relname, c.relowner, c.relrowsecurity, c.relforcerowsecurity
-      INTO rel FROM pg_class c WHERE c.oid = tbl;
-    IF NOT FOUND OR rel.relkind NOT IN ('r', 'p') THEN
-        RAISE EXCEPTION '"%" is not a table', coalesce(rel.relname::text, tbl::text)
+    SELECT * INTO f FROM netrun_pool._rls_facts(NULL, NULL, tbl, NULL);
+    IF f.table_name IS NULL OR f.relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '"%" is not a table', coalesce(f.relname, tbl::text)
             USING ERRCODE = 'wrong_object_type',
                   DETAIL = 'Row-level security applies to ordinary and partitioned tables.';
     END IF;
-
-    SELECT count(*), coalesce(bool_or(netrun_pool._tenant_reference(
-               coalesce(pg_get_expr(p.polqual, p.polrelid), '') || ' ' ||
-               coalesce(pg_get_expr(p.polwithcheck, p.polrelid), '')) IS NOT NULL), false)
-      INTO n_policies, uses
-      FROM pg_policy p WHERE p.polrelid = tbl;
-
-    -- As the executor decides (check_enable_rls): superuser, then the
-    -- role's own BYPASSRLS (not inherited), then ownership, which members
-    -- of the owning role share.
-    SELECT r.rolsuper, r.rolbypassrls INTO me FROM pg_roles r WHERE r.rolname = current_user;
-    is_owner := pg_has_role(current_user, rel.relowner, 'USAGE');
-    bypassed := me.rolsuper OR me.rolbypassrls OR (is_owner AND NOT rel.relforcerowsecurity);
-
-    reason := CASE
-        WHEN NOT rel.relrowsecurity THEN 'row-level security is not enabled'
-        WHEN n_policies = 0 THEN 'no policy exists'
-        WHEN me.rolsuper THEN 'the current role is a superuser'
-        WHEN me.rolbypassrls THEN 'the current role has BYPASSRLS'
-        WHEN bypassed THEN 'the current role owns the table and FORCE is not set'
-        ELSE 'row-level security applies to the current role'
-    END;
-
-    RETURN jsonb_build_object(
-        'table', tbl::text,
-        'enabled', rel.relrowsecurity,
-        'forced', rel.relforcerowsecurity,
-        'policies', n_policies,
-        'uses_tenant', uses,
-        'bypassed_by_current_role', bypassed,
-        'reason', reason);
+    -- the name as regclass prints it under this search_path, as always
+    RETURN netrun_pool._rls_status(f) || jsonb_build_object('table', tbl::text);
 END
 $$;
 
 COMMENT ON FUNCTION netrun_pool.rls_status(regclass) IS
     'whether row-level security protects the rows of a table from the current role, and why';
+
+-- The same on a remote, for the pool's role there: the table is named as
+-- text, looked up on the remote.  The answer also says where ("connection")
+-- and for whom ("role").  For a cluster name, every member is asked, and
+-- the answer is the first member's (by name) where RLS does not protect
+-- the rows, else the first member's.
+CREATE FUNCTION netrun_pool._rls_remote_status(tbl text, connection text)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    f       netrun_pool._rls_fact;
+    status  jsonb;
+    weakest jsonb;
+BEGIN
+    FOR f IN SELECT * FROM netrun_pool._rls_facts(connection, NULL, NULL, tbl) LOOP
+        IF f.table_name IS NULL THEN
+            RAISE EXCEPTION 'relation "%" does not exist on netrun_pool connection "%"',
+                  netrun_pool._message_value(tbl), f.connection
+                USING ERRCODE = 'undefined_table',
+                      HINT = 'The name is looked up on the remote, in the search_path of the connection''s role there.';
+        END IF;
+        IF f.relkind NOT IN ('r', 'p') THEN
+            RAISE EXCEPTION '"%" is not a table', f.relname
+                USING ERRCODE = 'wrong_object_type',
+                      DETAIL = 'Row-level security applies to ordinary and partitioned tables.';
+        END IF;
+        status := netrun_pool._rls_status(f)
+                  || jsonb_build_object('connection', f.connection, 'role', f.role_name);
+        IF weakest IS NULL
+           OR (netrun_pool._rls_verified(weakest) AND NOT netrun_pool._rls_verified(status)) THEN
+            weakest := status;
+        END IF;
+    END LOOP;
+    RETURN weakest;
+END
+$$;
+
+-- The text form: on a connection (or cluster), or here when connection is
+-- NULL.  No SET search_path, so that here the name is looked up in the
+-- caller's search_path, as regclass would be; the body is bound when the
+-- function is created.
+CREATE FUNCTION netrun_pool.rls_status(tbl text, connection text)
+RETURNS jsonb
+LANGUAGE sql VOLATILE
+RETURN CASE WHEN tbl IS NULL THEN NULL
+            WHEN connection IS NULL THEN netrun_pool.rls_status(tbl::regclass)
+            ELSE netrun_pool._rls_remote_status(tbl, connection) END;
+
+COMMENT ON FUNCTION netrun_pool.rls_status(text, text) IS
+    'whether row-level security protects the rows of a table on a remote from the pool''s role there, and why';
 
 -- True only when RLS is enabled, a policy exists and the current role does
 -- not bypass it.
@@ -858,99 +1053,128 @@ RETURNS boolean
 LANGUAGE sql STABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT (s ->> 'enabled')::boolean
-       AND (s ->> 'policies')::integer > 0
-       AND NOT (s ->> 'bypassed_by_current_role')::boolean
-      FROM netrun_pool.rls_status(tbl) s
+    SELECT netrun_pool._rls_verified(netrun_pool.rls_status(tbl))
 $$;
 
 COMMENT ON FUNCTION netrun_pool.verify_rls_enabled(regclass) IS
     'true if row-level security protects the rows of the table from the current role';
 
--- Every mistake that makes RLS silently do nothing, in the given schemas
--- (by default all but the system schemas, other sessions' temporary
--- schemas and our own).  Tables count when they have the tenant column or
--- RLS enabled; policies are checked on tables with the tenant column, and
--- only permissive ones (a restrictive policy can only narrow what a tenant
--- sees).  Role findings have no table.
-CREATE FUNCTION netrun_pool.rls_audit(schemas name[] DEFAULT NULL)
-RETURNS TABLE (table_name text, severity text, finding text, hint text)
-LANGUAGE sql STABLE
+-- On a remote, for the pool's role there; for a cluster, on every member.
+CREATE FUNCTION netrun_pool.verify_rls_enabled(tbl text, connection text)
+RETURNS boolean
+LANGUAGE sql VOLATILE
+RETURN netrun_pool._rls_verified(netrun_pool.rls_status(tbl, connection));
+
+COMMENT ON FUNCTION netrun_pool.verify_rls_enabled(text, text) IS
+    'true if row-level security protects the rows of a table on a remote from the pool''s role there';
+
+-- Every mistake that makes RLS silently do nothing, in the given schemas,
+-- here for the current role, or on a connection for the pool's role there
+-- (on each member of a cluster; "remote" says which).  Tables count when
+-- they have the tenant column or RLS enabled; policies are checked on
+-- tables with the tenant column, and only permissive ones (a restrictive
+-- policy can only narrow what a tenant sees).  Role findings have no
+-- table.  Superusers have one finding: RLS never applies to them, whatever
+-- else is true.  A hint for a remote says what to run there, and never
+-- names our functions, which a plain remote does not have.
+CREATE FUNCTION netrun_pool.rls_audit(schemas name[] DEFAULT NULL, connection text DEFAULT NULL)
+RETURNS TABLE (table_name text, severity text, finding text, hint text, remote text)
+LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-WITH tables AS (
-    SELECT c.oid, format('%I.%I', n.nspname, c.relname) AS name,
-           c.relrowsecurity AS enabled, c.relforcerowsecurity AS forced,
-           col.name AS tenant_column,
-           EXISTS (SELECT 1 FROM pg_attribute a
-                    WHERE a.attrelid = c.oid AND a.attname = col.name
-                      AND a.attnum > 0 AND NOT a.attisdropped) AS has_tenant_column
-      FROM pg_class c
-      JOIN pg_namespace n ON n.oid = c.relnamespace
-     CROSS JOIN (SELECT netrun_pool._tenant_column() AS name) col
-     WHERE c.relkind IN ('r', 'p')
-       AND CASE WHEN schemas IS NULL THEN
-                n.nspname NOT IN ('pg_catalog', 'information_schema', 'netrun_pool')
-                AND n.nspname NOT LIKE 'pg\_toast%'
-                AND (n.nspname NOT LIKE 'pg\_temp\_%' OR n.oid = pg_my_temp_schema())
-           ELSE n.nspname = ANY (schemas) END
+WITH facts AS (
+    SELECT f.*,
+           CASE WHEN f.connection IS NULL THEN 'Run ' ELSE 'On the remote, run ' END AS run,
+           CASE WHEN f.connection IS NULL THEN 'Connect the application as a role'
+                ELSE 'Register the connection with a remote role' END AS connect_as,
+           netrun_pool._tenant_column() AS tenant_column
+      FROM netrun_pool._rls_facts(rls_audit.connection, schemas, NULL, NULL) f
+), me AS (
+    SELECT DISTINCT ON (f.connection) f.* FROM facts f
 ), checked AS (
-    SELECT * FROM tables WHERE has_tenant_column OR enabled
+    SELECT * FROM facts WHERE table_name IS NOT NULL
 ), policies AS (
-    SELECT t.name, t.tenant_column, t.has_tenant_column, p.polname, p.polpermissive,
-           netrun_pool._tenant_reference(
-               coalesce(pg_get_expr(p.polqual, p.polrelid), '') || ' ' ||
-               coalesce(pg_get_expr(p.polwithcheck, p.polrelid), '')) AS tenant_reference
-      FROM checked t JOIN pg_policy p ON p.polrelid = t.oid
+    SELECT t.*, p.name AS polname, p.permissive AS polpermissive, p.reference AS tenant_reference
+      FROM checked t,
+           jsonb_to_recordset(t.policies) AS p(name text, permissive boolean, reference text)
 ), findings AS (
-    SELECT name, 'critical',
-           format('table has column "%s" but row-level security is not enabled', tenant_column),
-           format('Run SELECT netrun_pool.enable_tenant_rls(%L);', name)
+    SELECT connection, table_name, 'critical' AS severity,
+           format('table has column "%s" but row-level security is not enabled', tenant_column) AS finding,
+           CASE WHEN connection IS NULL
+                THEN format('Run SELECT netrun_pool.enable_tenant_rls(%L);', table_name)
+                ELSE format('On the remote, run ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY; and create a policy on "%s".',
+                            table_name, tenant_column) END AS hint
       FROM checked WHERE has_tenant_column AND NOT enabled
     UNION ALL
-    SELECT name, 'warning',
+    SELECT connection, table_name, 'critical',
+           'the current role owns the table and FORCE is not set: row-level security does not apply to it',
+           format('%s that does not own the table, or %sALTER TABLE %s FORCE ROW LEVEL SECURITY;',
+                  connect_as, lower(run), table_name)
+      FROM checked WHERE owned AND enabled AND NOT forced AND NOT role_superuser
+    UNION ALL
+    SELECT connection, table_name, 'warning',
+           'the current role owns the table: it can turn row-level security off',
+           format('%s that does not own its tables.', connect_as)
+      FROM checked WHERE owned AND enabled AND forced AND NOT role_superuser
+    UNION ALL
+    SELECT connection, table_name, 'warning',
            'row-level security is not forced: the table owner bypasses it',
-           format('Run ALTER TABLE %s FORCE ROW LEVEL SECURITY;', name)
+           format('%sALTER TABLE %s FORCE ROW LEVEL SECURITY;', run, table_name)
       FROM checked WHERE enabled AND NOT forced
     UNION ALL
-    SELECT name, 'critical',
+    SELECT connection, table_name, 'critical',
            'row-level security is enabled but no policy exists: every row is hidden',
-           CASE WHEN has_tenant_column
-                THEN format('Run SELECT netrun_pool.enable_tenant_rls(%L);', name)
-                ELSE 'Create a policy with CREATE POLICY, or disable row-level security.' END
-      FROM checked t
-     WHERE enabled AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = t.oid)
+           CASE WHEN connection IS NULL AND has_tenant_column
+                THEN format('Run SELECT netrun_pool.enable_tenant_rls(%L);', table_name)
+                WHEN connection IS NULL
+                THEN 'Create a policy with CREATE POLICY, or disable row-level security.'
+                WHEN has_tenant_column
+                THEN format('On the remote, create a policy on "%s" with CREATE POLICY.', tenant_column)
+                ELSE 'On the remote, create a policy with CREATE POLICY, or disable row-level security.' END
+      FROM checked WHERE enabled AND jsonb_array_length(policies) = 0
     UNION ALL
-    SELECT name, 'warning',
+    SELECT connection, table_name, 'warning',
            format('policy "%s" does not reference the tenant', polname),
-           format('Permissive policies are combined with OR, so it widens what every tenant sees: compare "%s" with (SELECT netrun_pool.current_tenant()) in it, or drop it.',
-                  tenant_column)
+           format('Permissive policies are combined with OR, so it widens what every tenant sees: compare "%s" with %s in it, or drop it.',
+                  tenant_column,
+                  CASE WHEN connection IS NULL THEN '(SELECT netrun_pool.current_tenant())'
+                       ELSE format('current_setting(%L, true)', tenant_setting) END)
       FROM policies WHERE has_tenant_column AND polpermissive AND tenant_reference IS NULL
     UNION ALL
-    SELECT name, 'info',
+    SELECT connection, table_name, 'info',
            format('policy "%s" reads the tenant from setting "%s", which any SQL can SET',
-                  polname, current_setting('netrun_pool.tenant_setting', true)),
-           format('Compare with (SELECT netrun_pool.current_tenant()) instead, which cannot be spoofed: SELECT netrun_pool.enable_tenant_rls(%L) writes such a policy.',
-                  name)
+                  polname, tenant_setting),
+           CASE WHEN connection IS NULL
+                THEN format('Compare with (SELECT netrun_pool.current_tenant()) instead, which cannot be spoofed: SELECT netrun_pool.enable_tenant_rls(%L) writes such a policy.',
+                            table_name)
+                ELSE 'The pool sets it on every call, but the SQL a caller sends through the pool can set it too: on a plain remote, that SQL picks the tenant.' END
       FROM policies WHERE tenant_reference = 'mirror'
     UNION ALL
-    SELECT NULL, 'critical',
+    SELECT connection, NULL, 'critical',
            'the current role is a superuser: row-level security does not apply to it',
-           'Connect the application as a role that is neither a superuser nor the owner of its tables.'
-      FROM pg_roles r WHERE r.rolname = current_user AND r.rolsuper
-    -- Superusers are left out: RLS never applies to them, BYPASSRLS or not.
+           format('%s that is neither a superuser nor the owner of its tables.', connect_as)
+      FROM me WHERE role_superuser
     UNION ALL
-    SELECT NULL, 'warning',
-           format('login role "%s" has BYPASSRLS: row-level security does not apply to it', r.rolname),
-           format('Run ALTER ROLE %I NOBYPASSRLS; unless it is meant to see every tenant''s rows.', r.rolname)
-      FROM pg_roles r WHERE r.rolcanlogin AND r.rolbypassrls AND NOT r.rolsuper
+    SELECT connection, NULL, 'critical',
+           'the current role has BYPASSRLS: row-level security does not apply to it',
+           format('%s without BYPASSRLS, or %sALTER ROLE %I NOBYPASSRLS;',
+                  connect_as, lower(run), role_name)
+      FROM me WHERE role_bypassrls AND NOT role_superuser
+    UNION ALL
+    SELECT m.connection, NULL, 'warning',
+           format('login role "%s" has BYPASSRLS: row-level security does not apply to it', r.name),
+           format('%sALTER ROLE %I NOBYPASSRLS; unless it is meant to see every tenant''s rows.',
+                  m.run, r.name)
+      FROM me m, jsonb_array_elements_text(m.bypassrls_login_roles) AS r(name)
+     WHERE r.name <> m.role_name
 )
-SELECT f.* FROM findings f (table_name, severity, finding, hint)
+SELECT f.table_name, f.severity, f.finding, f.hint, f.connection FROM findings f
  ORDER BY CASE f.severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END,
-          f.table_name COLLATE "C" NULLS FIRST, f.finding COLLATE "C"
+          f.connection COLLATE "C" NULLS FIRST, f.table_name COLLATE "C" NULLS FIRST,
+          f.finding COLLATE "C"
 $$;
 
-COMMENT ON FUNCTION netrun_pool.rls_audit(name[]) IS
+COMMENT ON FUNCTION netrun_pool.rls_audit(name[], text) IS
     'tables and roles for which row-level security does not keep tenants apart, with how to fix each';
 
 -- Set a table up for tenant isolation: RLS enabled (and FORCEd), and one
@@ -1222,8 +1446,10 @@ FROM PUBLIC;
 
 GRANT EXECUTE ON FUNCTION
     netrun_pool.rls_status(regclass),
+    netrun_pool.rls_status(text, text),
     netrun_pool.verify_rls_enabled(regclass),
-    netrun_pool.rls_audit(name[]),
+    netrun_pool.verify_rls_enabled(text, text),
+    netrun_pool.rls_audit(name[], text),
     netrun_pool.enable_tenant_rls(regclass, name, boolean),
     netrun_pool.tenant_connection(text)
 TO PUBLIC;

@@ -83,11 +83,14 @@ RESET netrun_pool.tenant_column;
 
 -- rls_status() tells whether RLS protects a table's rows from the current
 -- role, and why; verify_rls_enabled() is its yes or no.  Neither is
--- SECURITY DEFINER: they answer for the role that calls them.
-SELECT proname, prosecdef, provolatile, proisstrict FROM pg_proc
+-- SECURITY DEFINER: they answer for the role that calls them.  The forms
+-- that take a connection ask a remote through the pool (08_remote_rls),
+-- so they are volatile.
+SELECT proname, pg_get_function_arguments(oid) AS arguments,
+       prosecdef, provolatile, proisstrict FROM pg_proc
  WHERE pronamespace = 'netrun_pool'::regnamespace
    AND proname IN ('rls_status', 'verify_rls_enabled', 'rls_audit')
- ORDER BY proname;
+ ORDER BY proname, arguments;
 SELECT netrun_pool.rls_status('rls_demo.good');
 CREATE FUNCTION rls_check() RETURNS TABLE (tbl text, verified boolean, uses_tenant boolean, reason text)
 LANGUAGE sql AS $$
