@@ -1147,7 +1147,7 @@ WITH facts AS (
            CASE WHEN connection IS NULL
                 THEN format('Compare with (SELECT netrun_pool.current_tenant()) instead, which cannot be spoofed: SELECT netrun_pool.enable_tenant_rls(%L) writes such a policy.',
                             table_name)
-                ELSE 'The pool sets it on every call, but the SQL a caller sends through the pool can set it too: on a plain remote, that SQL picks the tenant.' END
+                ELSE 'The pool sets it on every call, but the SQL a caller sends through the pool can set it too. Run netrun_pool on the remote (tenant_mode = pool) and compare with (SELECT netrun_pool.current_tenant()) there: only the pool's signed assertions set that.' END
       FROM policies WHERE tenant_reference = 'mirror'
     UNION ALL
     SELECT connection, NULL, 'critical',
@@ -1453,6 +1453,18 @@ GRANT EXECUTE ON FUNCTION
     netrun_pool.enable_tenant_rls(regclass, name, boolean),
     netrun_pool.tenant_connection(text)
 TO PUBLIC;
+
+-- The worker, waiting for this extension, looks at once when this
+-- transaction commits (it counts as a registry change), so that a call
+-- made right after CREATE EXTENSION finds it running.
+CREATE FUNCTION netrun_pool._registry_touch()
+RETURNS void
+AS 'MODULE_PATHNAME', 'netrun_registry_touch'
+LANGUAGE C STRICT VOLATILE;
+
+REVOKE ALL ON FUNCTION netrun_pool._registry_touch() FROM PUBLIC;
+
+SELECT netrun_pool._registry_touch();
 
 -- Last, so that it sees none of the statements above.
 CREATE EVENT TRIGGER netrun_pool_enforce_rls

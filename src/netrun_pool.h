@@ -15,6 +15,7 @@
 
 #include "datatype/timestamp.h"
 #include "port/atomics.h"
+#include "storage/condition_variable.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/spin.h"
@@ -181,6 +182,7 @@ typedef struct NetrunShared
 	 * under "lock" exclusive, read by backends under "lock" shared.
 	 */
 	uint64		loaded_generation;
+	ConditionVariable registry_loaded;	/* broadcast after each load */
 	int			npools;
 	int			max_pools;		/* netrun_pool.max_pools, fixed at start */
 	int			max_channels;	/* MaxBackends at start */
@@ -225,6 +227,9 @@ extern const char *const netrun_pool_mode_names[];
 extern const char *const netrun_tenant_guard_names[];
 extern void netrun_registry_load(void);
 extern void netrun_registry_clear(void);
+extern bool netrun_registry_change_pending(void);
+extern uint64 netrun_registry_loaded_generation(void);
+extern bool netrun_registry_wait_loaded(uint64 generation);
 
 /* redact.c */
 extern bool netrun_hide_statement;

@@ -29,6 +29,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "netrun_pool.h"
 #include "pool.h"
@@ -37,6 +38,7 @@ PG_FUNCTION_INFO_V1(netrun_registry_changed);
 PG_FUNCTION_INFO_V1(netrun_begin_registry_change);
 PG_FUNCTION_INFO_V1(netrun_check_secrets);
 PG_FUNCTION_INFO_V1(netrun_request_force_retire);
+PG_FUNCTION_INFO_V1(netrun_registry_touch);
 
 /* This transaction's unregister(force => true) names, in TopTransactionContext. */
 static List *forced_names = NIL;
@@ -115,6 +117,82 @@ netrun_registry_changed(PG_FUNCTION_ARGS)
 	registry_track_xact();
 	registry_change_pending = true;
 	PG_RETURN_POINTER(NULL);
+}
+
+/*
+ * netrun_pool._registry_touch(): count the current transaction as a
+ * registry change, so that its commit wakes the worker.  The install
+ * script calls it: the worker, waiting for the extension, then looks at
+ * once instead of at its next poll.
+ */
+Datum
+netrun_registry_touch(PG_FUNCTION_ARGS)
+{
+	registry_track_xact();
+	registry_change_pending = true;
+	PG_RETURN_VOID();
+}
+
+/* Has this backend's open transaction changed the registry? */
+bool
+netrun_registry_change_pending(void)
+{
+	return registry_change_pending;
+}
+
+uint64
+netrun_registry_loaded_generation(void)
+{
+	uint64		loaded;
+
+	LWLockAcquire(netrun_shared->lock, LW_SHARED);
+	loaded = netrun_shared->loaded_generation;
+	LWLockRelease(netrun_shared->lock);
+	return loaded;
+}
+
+/*
+ * Read your writes: wait (at most REGISTRY_WAIT_MS, interruptibly) until
+ * the worker has loaded every registry change committed up to
+ * "generation".  A registry change reaches the worker within milliseconds
+ * of its commit, but a call made right after it must not run on the old
+ * registry.  False if the worker did not get there (it is not running, or
+ * it is slow): the caller goes on with what is loaded.
+ */
+#define REGISTRY_WAIT_MS	5000
+
+bool
+netrun_registry_wait_loaded(uint64 generation)
+{
+	TimestampTz deadline;
+	bool		loaded;
+
+	if (netrun_registry_loaded_generation() >= generation)
+		return true;
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), REGISTRY_WAIT_MS);
+	ConditionVariablePrepareToSleep(&netrun_shared->registry_loaded);
+	for (;;)
+	{
+		long		remaining;
+		NetrunWorkerState state;
+
+		loaded = netrun_registry_loaded_generation() >= generation;
+		if (loaded)
+			break;
+		SpinLockAcquire(&netrun_shared->mutex);
+		state = netrun_shared->state;
+		SpinLockRelease(&netrun_shared->mutex);
+		if (state == NETRUN_STATE_STOPPED || state == NETRUN_STATE_WAITING_FOR_DATABASE)
+			break;
+		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		if (remaining <= 0)
+			break;
+		/* a short nap: the worker may die without broadcasting */
+		(void) ConditionVariableTimedSleep(&netrun_shared->registry_loaded,
+										   Min(remaining, 100), PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+	return loaded;
 }
 
 /* First call of every registry function: hide the statement from now on. */
@@ -288,6 +366,7 @@ netrun_registry_load(void)
 	netrun_shared->npools = nslots;
 	netrun_shared->loaded_generation = generation;
 	LWLockRelease(netrun_shared->lock);
+	ConditionVariableBroadcast(&netrun_shared->registry_loaded);
 
 	pool_publish_gauges();
 

@@ -178,6 +178,14 @@ route_pick_primary(RouteCandidate *c, int n)
 void
 route_report_unknown(const char *name)
 {
+	/* registered in this very transaction: the worker cannot see it yet */
+	if (netrun_registry_change_pending())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("netrun_pool connection \"%s\" cannot be used before the transaction that changed the registry commits",
+						netrun_message_value(name)),
+				 errdetail("The pool's worker loads registry changes when they commit."),
+				 errhint("Commit the transaction, then call it.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_UNDEFINED_OBJECT),
 			 errmsg("netrun_pool connection \"%s\" does not exist",
@@ -222,13 +230,22 @@ route_resolve(const char *name, bool write, RouteTarget *out)
 	int			usable = 0;
 	int			enabled = 0;
 	int			pick;
+	uint64		committed;
+	uint64		loaded;
+	bool		waited = false;
 
 	netrun_require_shared();
 	if (candidates == NULL)
 		candidates = MemoryContextAlloc(TopMemoryContext,
 										sizeof(RouteCandidate) * netrun_shared->max_pools);
 
+	/* every registry change committed before this call, loaded or not */
+	committed = pg_atomic_read_u64(&netrun_shared->registry_generation);
+again:
+	n = 0;
+	is_cluster = false;
 	LWLockAcquire(netrun_shared->lock, LW_SHARED);
+	loaded = netrun_shared->loaded_generation;
 	for (int i = 0; i < netrun_shared->npools; i++)
 	{
 		NetrunPoolSlot *slot = &netrun_shared->pools[i];
@@ -248,6 +265,18 @@ route_resolve(const char *name, bool write, RouteTarget *out)
 	}
 	LWLockRelease(netrun_shared->lock);
 
+	/*
+	 * Read your writes: a register() or configure() committed before this
+	 * call, in any session, is what the call sees, even if the worker has
+	 * not loaded it yet.  One atomic read per call; a wait only in the
+	 * moments after a registry change.
+	 */
+	if (loaded < committed && !waited)
+	{
+		waited = true;
+		if (netrun_registry_wait_loaded(committed))
+			goto again;
+	}
 	if (n == 0)
 		route_report_unknown(name);
 

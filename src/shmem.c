@@ -81,6 +81,7 @@ netrun_shmem_startup(void)
 		for (int i = 0; i < netrun_shared->max_stats; i++)
 			SpinLockInit(&netrun_shared->stats[i].mutex);
 		pg_atomic_init_u64(&netrun_shared->registry_generation, 1);
+		ConditionVariableInit(&netrun_shared->registry_loaded);
 		pg_atomic_init_u32(&netrun_shared->spinner, 0);
 		pg_atomic_init_u32(&netrun_shared->active_calls, 0);
 		netrun_shared->lock = &(GetNamedLWLockTranche(NETRUN_POOL_NAME))->lock;

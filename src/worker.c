@@ -99,6 +99,7 @@ static bool first_turn = true;
 static long error_backoff_ms = 0;	/* grows while turns keep failing */
 static bool wait_before_retry = false;	/* set by the error recovery */
 static TimestampTz next_extension_check = 0;
+static uint64 extension_check_generation = 0;	/* at the last check */
 
 /*
  * One turn of the worker's loop: settings, the extension, the registry.
@@ -118,11 +119,18 @@ worker_iterate(void)
 		SpinLockRelease(&netrun_shared->mutex);
 	}
 
-	/* A catalog look-up once a second, not once per call. */
-	if (!first_turn && GetCurrentTimestamp() < next_extension_check)
+	/*
+	 * A catalog look-up once a second, not once per call; and at once when
+	 * a committed change woke us (CREATE EXTENSION does: its script counts
+	 * as a registry change).
+	 */
+	if (!first_turn && GetCurrentTimestamp() < next_extension_check &&
+		(have_extension ||
+		 pg_atomic_read_u64(&netrun_shared->registry_generation) == extension_check_generation))
 		exists = have_extension;
 	else
 	{
+		extension_check_generation = pg_atomic_read_u64(&netrun_shared->registry_generation);
 		exists = worker_extension_exists();
 		next_extension_check = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 														   WORKER_EXTENSION_POLL_MS);
