@@ -429,6 +429,7 @@ health_on_event(HealthProbe *p, struct Pool *pool, const NetrunPoolSlot *setting
 				return probe_failed(p, pool, settings,
 									p->error[0] ? p->error : "the health probe returned no row");
 			p->error[0] = '\0';
+			pool_probe_succeeded(pool);
 			return probe_finish(p, settings, true);
 		}
 		if (PQresultStatus(res) == PGRES_TUPLES_OK)

@@ -67,6 +67,7 @@ extern bool health_on_event(HealthProbe *p, struct Pool *pool,
 extern void health_note_call(HealthProbe *p, bool remote_fault);
 
 /* pool.c: start a connection to the pool's remote (a descriptor is taken) */
+extern void pool_probe_succeeded(struct Pool *pool);
 extern PGconn *pool_connect_start(struct Pool *pool, const char *application_name,
 								  char **error, bool *local);
 extern void pool_connect_close(PGconn *conn);

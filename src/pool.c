@@ -238,6 +238,7 @@ static bool conn_pipeline_result(RemoteConn *rc, PGresult *res);
 static void conn_reset(RemoteConn *rc, ConnState state);
 static void conn_read_hello(RemoteConn *rc, const PGresult *res);
 static void pool_dispatch(Pool *pool);
+static void pool_fail_unreachable(Pool *pool, Request *only);
 
 void
 pool_init(void)
@@ -472,7 +473,52 @@ conn_error_message(PGconn *conn)
 	return msg;
 }
 
-/* A connection attempt failed: the oldest waiter hears why. */
+/*
+ * The pool has no connection open or opening, and its connects fail: its
+ * callers hear why at once, the way pgbouncer answers "server login has
+ * been failing", instead of queueing until acquire_timeout_ms behind a
+ * remote that refuses.
+ */
+static void
+pool_fail_unreachable(Pool *pool, Request *only)
+{
+	while (only || !dlist_is_empty(&pool->waiters))
+	{
+		Request    *req = only;
+
+		if (req == NULL)
+		{
+			req = dlist_container(Request, node, dlist_pop_head_node(&pool->waiters));
+			pool->nwaiting--;
+		}
+		else
+			req->worker_error = true;	/* a verdict on earlier attempts */
+		request_fail(req, "08001",
+					 psprintf("could not connect to netrun_pool connection \"%s\"",
+							  pool->settings.name),
+					 pool->last_connect_error,
+					 "Check that the remote server runs and accepts connections at the registered address (netrun_pool.health shows what the pool sees). Calls fail at once until a connect or a health probe succeeds.");
+		if (only)
+			break;
+	}
+}
+
+/*
+ * The remote answered a health probe: connects may start again at once
+ * (a backoff grown during an outage must not delay the first calls after
+ * it).
+ */
+void
+pool_probe_succeeded(Pool *pool)
+{
+	pool->connect_failures = 0;
+	pool->next_connect_attempt = 0;
+	pool->last_connect_error[0] = '\0';
+	if (pool->nwaiting > 0)
+		pool_dispatch(pool);
+}
+
+/* A connection attempt failed: back off; with nothing else open, fail. */
 static void
 conn_failed_to_connect(RemoteConn *rc, const char *why)
 {
@@ -493,6 +539,8 @@ conn_failed_to_connect(RemoteConn *rc, const char *why)
 	backoff_ms = backoff_ms / 2 + (long) (pg_prng_double(&pg_global_prng_state) * backoff_ms / 2);
 	pool->next_connect_attempt = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 															 backoff_ms);
+	if (pool->nconns == 0)
+		pool_fail_unreachable(pool, NULL);
 }
 
 static bool
@@ -2005,6 +2053,8 @@ pool_dispatch(Pool *pool)
 			pool->next_connect_attempt =
 				TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 											Min(100L << Min(pool->connect_failures - 1, 9), 30000L));
+			if (pool->nconns == 0)
+				pool_fail_unreachable(pool, NULL);
 			break;
 		}
 		opening++;
@@ -2544,6 +2594,13 @@ request_accept(int channel, Request *req)
 		request_fail(req, "55000",
 					 psprintf("netrun_pool connection \"%s\" is disabled",
 							  pool->settings.name), NULL, NULL);
+		return;
+	}
+	/* nothing open and connects failing: do not queue behind a refusal */
+	if (pool->nconns == 0 && pool->connect_failures > 0 &&
+		GetCurrentTimestamp() < pool->next_connect_attempt)
+	{
+		pool_fail_unreachable(pool, req);
 		return;
 	}
 	req->acquire_deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
