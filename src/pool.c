@@ -2165,7 +2165,9 @@ pool_sync(PoolDefinition *defs, int ndefs)
 				 (pool->secret && d->secret &&
 				  (VARSIZE_ANY(pool->secret) != VARSIZE_ANY(d->secret) ||
 				   memcmp(pool->secret, d->secret, VARSIZE_ANY(d->secret)) != 0)) ||
-				 pool->settings.statement_timeout_ms != d->settings.statement_timeout_ms)
+				 pool->settings.statement_timeout_ms != d->settings.statement_timeout_ms ||
+				 strcmp(pool->settings.tenant_setting, d->settings.tenant_setting) != 0 ||
+				 pool->settings.tenant_guard != d->settings.tenant_guard)
 		{
 			dlist_iter	cit;
 
@@ -2210,6 +2212,16 @@ pool_sync(PoolDefinition *defs, int ndefs)
 				RemoteConn *rc = dlist_container(RemoteConn, node, cit.cur);
 
 				if (rc->retire && rc->state == CONN_IDLE)
+					conn_close(rc);
+			}
+			/* a pool shrunk by configure(): surplus idle connections go now */
+			dlist_foreach_modify(cit, &pool->conns)
+			{
+				RemoteConn *rc = dlist_container(RemoteConn, node, cit.cur);
+
+				if (pool->nconns <= pool->settings.pool_max)
+					break;
+				if (rc->state == CONN_IDLE)
 					conn_close(rc);
 			}
 			pool_dispatch(pool);

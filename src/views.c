@@ -405,11 +405,18 @@ json_row(StringInfo buf, const ViewRow *r, const char *now)
 	appendStringInfoChar(buf, '}');
 }
 
-/* Worst first: any unhealthy, then degraded, then unknown, else healthy. */
+/*
+ * Worst first: any unhealthy, then degraded, then unknown, else healthy.
+ * Nothing in sight (none registered, or none the caller may see) is
+ * unknown: a probe running as the wrong role must not pass.
+ */
 static const char *
 overall_status(const ViewRow *rows, int n)
 {
 	bool		seen[HEALTH_UNHEALTHY + 1] = {0};
+
+	if (n == 0)
+		return "unknown";
 
 	for (int i = 0; i < n; i++)
 		if (rows[i].slot.enabled)
