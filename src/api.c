@@ -68,6 +68,10 @@ typedef struct CallSink
 	bool	   *nulls;
 	char	  **colnames;		/* query_json */
 	Oid		   *coltypes;
+	/* for the context of a value that does not convert (query) */
+	const char *conn_name;
+	char	  **remote_names;
+	int			converting;		/* the column being converted */
 	/* fetchval */
 	text	   *first_value;
 	bool		have_row;
@@ -81,6 +85,7 @@ typedef struct CallError
 	char	   *detail;
 	char	   *hint;
 	char	   *context;
+	int32		position;		/* in the caller's SQL, or 0 */
 } CallError;
 
 static text *empty_text(void);
@@ -535,6 +540,7 @@ api_call(const char *alias, ChannelCallKind kind, bool read_only, text *sql,
 							names[i] = from_remote(take_cstring(&p, end));
 						}
 						sink->ncols = ncols;
+						sink->conn_name = name;
 						sink->colvalues = palloc(sizeof(char *) * Max(ncols, 1));
 						if (sink->rowdesc)
 							sink->rowdesc(sink, ncols, types, names);
@@ -589,6 +595,7 @@ api_call(const char *alias, ChannelCallKind kind, bool read_only, text *sql,
 					err->detail = pstrdup(from_remote(take_cstring(&p, end)));
 					err->hint = pstrdup(from_remote(take_cstring(&p, end)));
 					err->context = pstrdup(from_remote(take_cstring(&p, end)));
+					err->position = msg_get_int32(&p);
 					done = true;
 					break;
 				default:
@@ -632,7 +639,9 @@ api_call(const char *alias, ChannelCallKind kind, bool read_only, text *sql,
 				 err->detail[0] ? errdetail_internal("%s", err->detail) : 0,
 				 err->hint[0] ? errhint("%s", err->hint) : 0,
 				 err->context[0] ? errcontext("%s", err->context) : 0,
-				 errcontext("%s", where)));
+				 errcontext("%s", where),
+				 err->position > 0 && sql ? internalerrposition(err->position) : 0,
+				 err->position > 0 && sql ? internalerrquery(text_to_cstring(sql)) : 0));
 	}
 	return tag;
 }
@@ -665,21 +674,48 @@ query_rowdesc(CallSink *sink, int ncols, const Oid *types,
 				 errmsg("remote query result does not match the column list"),
 				 errdetail("The remote returned %d columns; the column list has %d.",
 						   ncols, sink->desc->natts)));
+	sink->remote_names = palloc(sizeof(char *) * Max(ncols, 1));
+	for (int i = 0; i < ncols; i++)
+		sink->remote_names[i] = pstrdup(names[i]);
+}
+
+/*
+ * A remote value that does not convert to the column list's type names
+ * the column: its number, its names here and on the remote, and the
+ * connection (PostgreSQL's own message names only the type).
+ */
+static void
+query_row_context(void *arg)
+{
+	CallSink   *sink = (CallSink *) arg;
+	int			i = sink->converting;
+
+	errcontext("column %d (\"%s\" in the column list, \"%s\" on the remote) of a row from netrun_pool connection \"%s\"",
+			   i + 1, NameStr(TupleDescAttr(sink->desc, i)->attname),
+			   sink->remote_names ? sink->remote_names[i] : "?",
+			   sink->conn_name ? sink->conn_name : "?");
 }
 
 static void
 query_row(CallSink *sink, int ncols, char **values)
 {
 	MemoryContext old = MemoryContextSwitchTo(sink->row_cxt);
+	ErrorContextCallback context;
 
+	context.callback = query_row_context;
+	context.arg = sink;
+	context.previous = error_context_stack;
+	error_context_stack = &context;
 	for (int i = 0; i < ncols; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(sink->desc, i);
 
+		sink->converting = i;
 		sink->nulls[i] = values[i] == NULL;
 		sink->values[i] = InputFunctionCall(&sink->infuncs[i], values[i],
 											sink->ioparams[i], att->atttypmod);
 	}
+	error_context_stack = context.previous;
 	tuplestore_putvalues(sink->store, sink->desc, sink->values, sink->nulls);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(sink->row_cxt);

@@ -436,7 +436,8 @@ msg_put_cstring(StringInfo buf, const char *s)
 
 void
 msg_put_error(StringInfo buf, const char *sqlstate, const char *message,
-			  const char *detail, const char *hint, const char *context)
+			  const char *detail, const char *hint, const char *context,
+			  int32 position)
 {
 	char		code[5];
 
@@ -449,4 +450,5 @@ msg_put_error(StringInfo buf, const char *sqlstate, const char *message,
 	msg_put_cstring(buf, detail);
 	msg_put_cstring(buf, hint);
 	msg_put_cstring(buf, context);
+	msg_put_int32(buf, position);
 }

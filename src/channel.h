@@ -15,7 +15,8 @@
  *					in place as C strings
  *			   'C'	done: the command tag\0
  *			   'E'	error: sqlstate[5], then message\0 detail\0 hint\0
- *					context\0 (empty strings for none)
+ *					context\0 (empty strings for none), then int32 position
+ *					(in the caller's SQL, from 1; 0: none)
  *
  *-------------------------------------------------------------------------
  */
@@ -130,6 +131,7 @@ extern void msg_put_int32(StringInfo buf, int32 v);
 extern int32 msg_get_int32(const char **p);
 extern void msg_put_error(StringInfo buf, const char *sqlstate,
 						  const char *message, const char *detail,
-						  const char *hint, const char *context);
+						  const char *hint, const char *context,
+						  int32 position);
 
 #endif							/* NETRUN_CHANNEL_H */

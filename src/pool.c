@@ -196,6 +196,7 @@ typedef struct Request
 	char	   *search_path;	/* schema mode: the tenant's search_path */
 	bool		own_txn;		/* we opened a transaction for this call */
 	bool		pipelined;		/* sent in one pipeline with the reset */
+	int32		error_position; /* of the remote's error in sql, or 0 */
 
 	/* for the pool's counters (stats.h) */
 	int			stats_index;	/* counted in "outstanding", or -1 */
@@ -1193,7 +1194,8 @@ request_set_error(Request *req, const char *sqlstate, const char *message,
 	/* rows not yet sent are dropped: the caller gets the error */
 	resetStringInfo(&req->batch);
 	req->batch_rows = 0;
-	msg_put_error(&req->final, sqlstate, message, detail, hint, context);
+	msg_put_error(&req->final, sqlstate, message, detail, hint, context,
+				  req->error_position);
 	req->failed = true;
 	strlcpy(req->sqlstate, sqlstate, sizeof(req->sqlstate));
 	req->remote_error = false;
@@ -1227,6 +1229,14 @@ request_note_remote_error(Request *req, const PGresult *res)
 		req->rc->retire = true;
 		return;
 	}
+	/*
+	 * Where in the caller's statement (one statement, sent as it is): psql
+	 * then shows it with a caret.  Not for our own statements, nor for
+	 * exec_transaction's, where the caller cannot tell which one.
+	 */
+	if (first && req->step == STEP_MAIN && req->kind != CALL_TRANSACTION &&
+		PQresultErrorField(res, PG_DIAG_STATEMENT_POSITION))
+		req->error_position = atoi(PQresultErrorField(res, PG_DIAG_STATEMENT_POSITION));
 	request_set_error(req,
 					  sqlstate,
 					  PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
