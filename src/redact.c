@@ -41,6 +41,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/backend_status.h"
 #include "utils/elog.h"
+#include "utils/guc.h"
 
 #include "netrun_pool.h"
 
@@ -484,6 +485,21 @@ mask_parameter_values(const char *detail)
 	return buf.data;
 }
 
+/*
+ * Whether a message of this level gets a STATEMENT line (elog.c's
+ * is_log_level_output against log_min_error_statement, where LOG ranks
+ * between ERROR and FATAL): only then is the statement worth a look.
+ */
+static bool
+gets_statement_line(int elevel)
+{
+	if (elevel == LOG || elevel == LOG_SERVER_ONLY)
+		return log_min_error_statement == LOG || log_min_error_statement <= ERROR;
+	if (log_min_error_statement == LOG)
+		return elevel >= FATAL;
+	return elevel >= log_min_error_statement;
+}
+
 static void
 redact_field(char **field)
 {
@@ -503,6 +519,7 @@ redact_emit_log_hook(ErrorData *edata)
 	if (netrun_hide_statement)
 		edata->hide_stmt = true;
 	else if (!edata->hide_stmt && debug_query_string != NULL &&
+			 gets_statement_line(edata->elevel) &&
 			 holds_secret(debug_query_string, 0))
 		edata->hide_stmt = true;
 
