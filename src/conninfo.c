@@ -7,7 +7,8 @@
  * Owns the rules for a registered conninfo: libpq key=value strings and
  * postgresql:// URIs (plus SQLAlchemy's postgresql+driver:// spelling),
  * validated by libpq's own parser; keys the pool controls are refused;
- * password and sslpassword leave the string for an encrypted blob.
+ * password and sslpassword leave the string for an encrypted blob; a
+ * passfile must be one libpq will read.
  * It must never echo a secret: libpq's parse errors can quote pieces of
  * the input, so they are redacted before they reach an error report.
  *
@@ -15,12 +16,17 @@
  */
 #include "postgres.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include "access/htup_details.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "libpq-fe.h"
+#include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/fd.h"
 #include "utils/builtins.h"
 
 #include "netrun_pool.h"
@@ -164,6 +170,46 @@ netrun_conninfo_parse(const char *name, const char *conninfo)
 }
 
 /*
+ * A password file named in a conninfo must be one that libpq reads when
+ * the worker connects.  libpq skips a file that is missing, not a regular
+ * file, or open to group or others, without an error: the connection
+ * would then fail later with "no password supplied".  Checked as the
+ * server's user, which the worker runs as.
+ */
+static void
+check_passfile(const char *path)
+{
+	struct stat st;
+	int			fd;
+
+	if (strlen(path) >= MAXPGPATH)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("password file name \"%s\" is too long",
+						netrun_message_value(path))));
+	if (stat(path, &st) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not stat password file \"%s\": %m", path)));
+	if (!S_ISREG(st.st_mode))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("password file \"%s\" is not a regular file", path)));
+	if (st.st_mode & (S_IRWXG | S_IRWXO))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("password file \"%s\" is accessible by group or others", path),
+				 errdetail("libpq ignores such a file."),
+				 errhint("Run chmod 600 on it.")));
+	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open password file \"%s\": %m", path)));
+	CloseTransientFile(fd);
+}
+
+/*
  * _prepare_conninfo(name, conninfo) -> (conninfo, secret)
  */
 Datum
@@ -176,12 +222,24 @@ netrun_prepare_conninfo(PG_FUNCTION_ARGS)
 	StringInfoData plain;
 	StringInfoData secret;
 	char	   *refused = NULL;
+	char	   *passfile = NULL;
 	TupleDesc	tupdesc;
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
 
 	/* The statement may carry a password: keep it out of pg_stat_activity. */
 	pgstat_report_activity(STATE_RUNNING, NETRUN_HIDDEN_STATEMENT);
+
+	/*
+	 * register() and configure() check this too.  Here it guards the files
+	 * a conninfo names (passfile, and the worker's use of sslkey and the
+	 * like), should EXECUTE on this function be granted to someone.
+	 */
+	if (!superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to change the netrun_pool registry"),
+				 errdetail("Only superusers may register, configure, unregister, grant or revoke netrun_pool connections.")));
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -200,6 +258,8 @@ netrun_prepare_conninfo(PG_FUNCTION_ARGS)
 			refused = pstrdup(o->keyword);
 			break;
 		}
+		if (strcmp(o->keyword, "passfile") == 0)
+			passfile = pstrdup(o->val);
 		if (key_in(o->keyword, secret_keys))
 			append_conninfo_pair(&secret, o->keyword, o->val);
 		else
@@ -239,6 +299,8 @@ netrun_prepare_conninfo(PG_FUNCTION_ARGS)
 		values[1] = PointerGetDatum(netrun_secret_encrypt(secret.data, name));
 		explicit_bzero(secret.data, secret.len);
 	}
+	if (passfile)
+		check_passfile(passfile);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

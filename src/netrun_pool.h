@@ -26,6 +26,8 @@
 
 /* Shown in pg_stat_activity instead of a registry call, which may hold a password. */
 #define NETRUN_HIDDEN_STATEMENT "<netrun_pool registry change: statement hidden>"
+/* ... and instead of a token call, or any statement that holds a secret (redact.c). */
+#define NETRUN_HIDDEN_SECRET_STATEMENT "<netrun_pool: statement hidden, it holds a secret>"
 
 /* unregister(force => true) names awaiting the worker; more means "all". */
 #define NETRUN_MAX_FORCED		16
@@ -234,6 +236,7 @@ extern bool netrun_registry_wait_loaded(uint64 generation);
 /* redact.c */
 extern bool netrun_hide_statement;
 extern char *netrun_redact_secrets(const char *text);
+extern void netrun_hide_current_statement(const char *placeholder);
 /* the most characters of a caller's value a message quotes */
 #define NETRUN_MESSAGE_VALUE_CHARS	64
 extern const char *netrun_message_value(const char *value);

@@ -15,18 +15,23 @@
  * hook refuses them.  What may still clear it (never set it to another
  * tenant): transaction end for is_local, RESET ALL, DISCARD ALL.
  *
- * It must never log a token or the key, and never leave the setting half
- * changed: a tenant that fails validation changes nothing.
+ * It must never log a token or the key (set_tenant_token() hides its
+ * statement, and redact.c blanks tokens in what is logged), and never
+ * leave the setting half changed: a tenant that fails validation changes
+ * nothing.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
+
+#include <math.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
 #include "access/parallel.h"
+#include "catalog/namespace.h"
 #include "common/jsonapi.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
@@ -465,19 +470,173 @@ base64url_decode(const char *in, int inlen, int *outlen)
 	return out;
 }
 
-/* A JSON object as jsonb, or NULL if it is not valid JSON or not an object. */
+/*
+ * What token_scan_* collect while a header or payload is parsed: every key
+ * with the object it belongs to (objects are numbered as they open), and
+ * whether a number is too large for jsonb.
+ */
+typedef struct TokenKey
+{
+	int			object;
+	char	   *name;
+} TokenKey;
+
+typedef struct TokenScan
+{
+	int		   *open;			/* numbers of the objects now open */
+	int			nopen;
+	int			maxopen;
+	int			nobjects;
+	TokenKey   *keys;
+	int			nkeys;
+	int			maxkeys;
+	bool		bad_number;
+} TokenScan;
+
+static void
+token_scan_object_start(void *state)
+{
+	TokenScan  *scan = (TokenScan *) state;
+
+	if (scan->nopen == scan->maxopen)
+	{
+		scan->maxopen *= 2;
+		scan->open = repalloc(scan->open, scan->maxopen * sizeof(int));
+	}
+	scan->open[scan->nopen++] = ++scan->nobjects;
+}
+
+static void
+token_scan_object_end(void *state)
+{
+	((TokenScan *) state)->nopen--;
+}
+
+static void
+token_scan_field(void *state, char *fname, bool isnull)
+{
+	TokenScan  *scan = (TokenScan *) state;
+
+	if (scan->nkeys == scan->maxkeys)
+	{
+		scan->maxkeys *= 2;
+		scan->keys = repalloc(scan->keys, scan->maxkeys * sizeof(TokenKey));
+	}
+	scan->keys[scan->nkeys].object = scan->open[scan->nopen - 1];
+	scan->keys[scan->nkeys].name = fname;
+	scan->nkeys++;
+}
+
+/*
+ * jsonb's numeric input fails (22003, "value overflows numeric format")
+ * beyond an exponent of 1000; a number of at most 1000 characters with
+ * such an exponent always fits.
+ */
+static void
+token_scan_scalar(void *state, char *token, JsonTokenType tokentype)
+{
+	TokenScan  *scan = (TokenScan *) state;
+	const char *e;
+
+	if (tokentype != JSON_TOKEN_NUMBER)
+		return;
+	if (strlen(token) > 1000)
+		scan->bad_number = true;
+	else if ((e = strpbrk(token, "eE")) != NULL)
+	{
+		long		exponent;
+
+		errno = 0;
+		exponent = strtol(e + 1, NULL, 10);
+		if (errno != 0 || exponent > 1000 || exponent < -1000)
+			scan->bad_number = true;
+	}
+}
+
+static int
+token_key_cmp(const void *a, const void *b)
+{
+	const TokenKey *ka = (const TokenKey *) a;
+	const TokenKey *kb = (const TokenKey *) b;
+
+	if (ka->object != kb->object)
+		return ka->object < kb->object ? -1 : 1;
+	return strcmp(ka->name, kb->name);
+}
+
+/*
+ * The JSON text, UTF-8 as RFC 7519 wants it, in the database's encoding;
+ * NULL if it cannot be represented there.
+ */
+static char *
+token_to_server_encoding(const char *json, int len)
+{
+	int			encoding = GetDatabaseEncoding();
+	Oid			proc;
+	char	   *out;
+
+	if (encoding == PG_UTF8 || encoding == PG_SQL_ASCII)
+		return (char *) json;
+	proc = FindDefaultConversionProc(PG_UTF8, encoding);
+	if (!OidIsValid(proc))
+		return NULL;
+	out = palloc((Size) len * MAX_CONVERSION_GROWTH + 1);
+	if (pg_do_encoding_conversion_buf(proc, PG_UTF8, encoding,
+									  (unsigned char *) json, len,
+									  (unsigned char *) out,
+									  len * MAX_CONVERSION_GROWTH + 1,
+									  true) != len)
+		return NULL;
+	return out;
+}
+
+/*
+ * A header or payload as jsonb, or NULL if it is not one JSON object.
+ * Refused (28000) before jsonb sees them: text that is not UTF-8, a key
+ * that appears twice in one object (jsonb would keep the last one, so a
+ * token could name one tenant to another JWT library and another to us),
+ * and a number jsonb cannot hold.
+ */
 static Jsonb *
 token_json(const char *json, int len)
 {
 	JsonLexContext *lex;
+	JsonSemAction sem;
+	TokenScan	scan;
+	char	   *text;
 	Jsonb	   *jb;
 
 	if ((int) strlen(json) != len)
 		return NULL;			/* a NUL inside */
-	lex = makeJsonLexContextCstringLen((char *) json, len, GetDatabaseEncoding(), true);
-	if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
+	if (!pg_verify_mbstr(PG_UTF8, json, len, true))
+		token_invalid("Its header or payload is not valid UTF-8.");
+	text = token_to_server_encoding(json, len);
+	if (text == NULL)
+		token_invalid("Its header or payload cannot be represented in the database's encoding.");
+
+	memset(&scan, 0, sizeof(scan));
+	scan.maxopen = 8;
+	scan.open = palloc(scan.maxopen * sizeof(int));
+	scan.maxkeys = 16;
+	scan.keys = palloc(scan.maxkeys * sizeof(TokenKey));
+	memset(&sem, 0, sizeof(sem));
+	sem.semstate = &scan;
+	sem.object_start = token_scan_object_start;
+	sem.object_end = token_scan_object_end;
+	sem.object_field_start = token_scan_field;
+	sem.scalar = token_scan_scalar;
+
+	lex = makeJsonLexContextCstringLen(text, strlen(text), GetDatabaseEncoding(), true);
+	if (pg_parse_json(lex, &sem) != JSON_SUCCESS)
 		return NULL;
-	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
+	if (scan.bad_number)
+		token_invalid("A number in its header or payload is out of range.");
+	qsort(scan.keys, scan.nkeys, sizeof(TokenKey), token_key_cmp);
+	for (int i = 1; i < scan.nkeys; i++)
+		if (token_key_cmp(&scan.keys[i - 1], &scan.keys[i]) == 0)
+			token_invalid("A key appears twice in an object of its header or payload.");
+
+	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
 	if (!JB_ROOT_IS_OBJECT(jb))
 		return NULL;
 	return jb;
@@ -489,18 +648,30 @@ token_claim(Jsonb *jb, const char *key, JsonbValue *v)
 	return getKeyJsonValueFromContainer(&jb->root, key, strlen(key), v);
 }
 
-/* A numeric date claim in seconds; false if absent, error if not a number. */
+/*
+ * A numeric date claim in seconds; false if absent, error if not a number
+ * or not a time a timestamptz can hold (the checks and messages below
+ * convert it to one).  The number itself is never echoed.
+ */
 static bool
 token_time_claim(Jsonb *jb, const char *key, double *out)
 {
 	JsonbValue	v;
+	double		when;
+	double		usecs;
 
 	if (token_claim(jb, key, &v) == NULL)
 		return false;
 	if (v.type != jbvNumeric)
 		token_invalid(psprintf("Its \"%s\" claim is not a number.", key));
-	*out = DatumGetFloat8(DirectFunctionCall1(numeric_float8,
+	when = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
 											  NumericGetDatum(v.val.numeric)));
+	usecs = (when - ((POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY)) *
+		USECS_PER_SEC;
+	if (isnan(usecs) || usecs < (double) MIN_TIMESTAMP ||
+		usecs >= (double) END_TIMESTAMP)
+		token_invalid(psprintf("Its \"%s\" claim is out of range.", key));
+	*out = when;
 	return true;
 }
 
@@ -513,9 +684,11 @@ token_time_text(double epoch)
 
 /*
  * The tenant a token names, after every check: three base64url parts; a
- * header whose alg is exactly HS256; an HMAC-SHA256 signature under the
- * key file's contents (trailing whitespace dropped), compared in constant
- * time; an "exp" in the future and an "nbf", if any, in the past.
+ * header and payload that are JSON objects in UTF-8, with no key twice in
+ * one object; a header whose alg is exactly HS256; an HMAC-SHA256
+ * signature under the key file's contents (trailing whitespace dropped),
+ * compared in constant time; an "exp" in the future and an "nbf", if any,
+ * in the past, both within timestamptz's range.
  */
 static char *
 token_verify(const char *token)
@@ -598,6 +771,9 @@ Datum
 netrun_set_tenant_token(PG_FUNCTION_ARGS)
 {
 	char	   *tenant;
+
+	/* A token is a secret: out of pg_stat_activity and STATEMENT lines. */
+	netrun_hide_current_statement(NETRUN_HIDDEN_SECRET_STATEMENT);
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,

@@ -119,8 +119,13 @@ like($err, qr/cannot store the password of netrun_pool connection "other"/,
 like($err, qr/HINT:  Set netrun_pool.secret_key_file to a file of at least 32 random bytes, or leave the password out and use a passfile or service file\./,
 	'the hint says what to do');
 # A conninfo without a password needs no key (passfile and service work).
+my $pgpass = "$tmp/pgpass";
+open(my $pf, '>', $pgpass) or die "could not write $pgpass: $!";
+print $pf "h:5432:*:u:not-used\n";
+close($pf);
+chmod 0600, $pgpass;
 $local->safe_psql('postgres',
-	"SELECT netrun_pool.register('via_passfile', 'host=h user=u passfile=/etc/netrun/pgpass')");
+	"SELECT netrun_pool.register('via_passfile', 'host=h user=u passfile=$pgpass')");
 $local->safe_psql('postgres', "ALTER SYSTEM RESET netrun_pool.secret_key_file");
 $local->reload;
 $local->poll_query_until('postgres', "SELECT setting <> '' FROM pg_settings WHERE name = 'netrun_pool.secret_key_file'");
