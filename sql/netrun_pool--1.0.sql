@@ -1147,7 +1147,7 @@ WITH facts AS (
            CASE WHEN connection IS NULL
                 THEN format('Compare with (SELECT netrun_pool.current_tenant()) instead, which cannot be spoofed: SELECT netrun_pool.enable_tenant_rls(%L) writes such a policy.',
                             table_name)
-                ELSE 'The pool sets it on every call, but the SQL a caller sends through the pool can set it too. Run netrun_pool on the remote (tenant_mode = pool) and compare with (SELECT netrun_pool.current_tenant()) there: only the pool's signed assertions set that.' END
+                ELSE 'The pool sets it on every call, but the SQL a caller sends through the pool can set it too. Run netrun_pool on the remote (tenant_mode = pool) and compare with (SELECT netrun_pool.current_tenant()) there: only the pool''s signed assertions set that.' END
       FROM policies WHERE tenant_reference = 'mirror'
     UNION ALL
     SELECT connection, NULL, 'critical',

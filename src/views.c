@@ -72,10 +72,16 @@ views_snapshot(const char *name, int *nrows)
 	int			n = 0;
 	int			matched = 0;
 	bool		see_all;
+	uint64		committed;
 
 	netrun_require_shared();
 	see_all = superuser() || has_privs_of_role(GetUserId(), ROLE_PG_MONITOR);
 	rows = palloc(sizeof(ViewRow) * Max(netrun_shared->max_pools, 1));
+
+	/* read your writes, as calls do (route.c) */
+	committed = pg_atomic_read_u64(&netrun_shared->registry_generation);
+	if (netrun_registry_loaded_generation() < committed)
+		(void) netrun_registry_wait_loaded(committed);
 
 	LWLockAcquire(netrun_shared->lock, LW_SHARED);
 	for (int i = 0; i < netrun_shared->npools; i++)
