@@ -630,6 +630,15 @@ api_call(const char *alias, ChannelCallKind kind, bool read_only, text *sql,
 		char	   *where = route.via_cluster ?
 			psprintf("netrun_pool connection \"%s\" (cluster \"%s\")", name, alias) :
 			psprintf("netrun_pool connection \"%s\"", name);
+		const char *tenant = tenant_current();
+
+		/*
+		 * A value the remote could not read, in a call that carried a
+		 * tenant: most often the tenant itself, cast by a remote policy
+		 * to a type its format does not fit.
+		 */
+		if (tenant == NULL || memcmp(err->sqlstate, "22P02", 5) != 0)
+			tenant = NULL;
 
 		ereport(ERROR,
 				(errcode(MAKE_SQLSTATE(err->sqlstate[0], err->sqlstate[1],
@@ -640,6 +649,9 @@ api_call(const char *alias, ChannelCallKind kind, bool read_only, text *sql,
 				 err->hint[0] ? errhint("%s", err->hint) : 0,
 				 err->context[0] ? errcontext("%s", err->context) : 0,
 				 errcontext("%s", where),
+				 tenant ? errcontext("the call carried tenant \"%s\"; netrun_pool.tenant_id_format (%s here) says what a tenant id looks like, and must fit what the remote's policies expect",
+									 netrun_message_value(tenant),
+									 GetConfigOption("netrun_pool.tenant_id_format", false, false)) : 0,
 				 err->position > 0 && sql ? internalerrposition(err->position) : 0,
 				 err->position > 0 && sql ? internalerrquery(text_to_cstring(sql)) : 0));
 	}

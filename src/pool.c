@@ -41,6 +41,7 @@
 #include "storage/fd.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -240,6 +241,7 @@ static void conn_reset(RemoteConn *rc, ConnState state);
 static void conn_read_hello(RemoteConn *rc, const PGresult *res);
 static void pool_dispatch(Pool *pool);
 static void pool_fail_unreachable(Pool *pool, Request *only);
+static const char *pool_connect_hint(Pool *pool);
 
 void
 pool_init(void)
@@ -498,10 +500,28 @@ pool_fail_unreachable(Pool *pool, Request *only)
 					 psprintf("could not connect to netrun_pool connection \"%s\"",
 							  pool->settings.name),
 					 pool->last_connect_error,
-					 "Check that the remote server runs and accepts connections at the registered address (netrun_pool.health shows what the pool sees). Calls fail at once until a connect or a health probe succeeds.");
+					 pool_connect_hint(pool));
 		if (only)
 			break;
 	}
+}
+
+/*
+ * What to do about a failed connect.  The remote refused who we are (a
+ * password, pg_hba.conf, a role or database that does not exist): the
+ * registered connection string is wrong.  Otherwise it does not answer.
+ */
+static const char *
+pool_connect_hint(Pool *pool)
+{
+	const char *e = pool->last_connect_error;
+
+	if (strstr(e, "authentication failed") || strstr(e, "no pg_hba.conf entry") ||
+		strstr(e, "does not exist") || strstr(e, "password") ||
+		strstr(e, "permission denied"))
+		return psprintf("Fix the registered connection string: SELECT netrun_pool.configure(%s, conninfo => '...'); (a password goes in a password file: see README).",
+						quote_literal_cstr(pool->settings.name));
+	return "Check that the remote server runs and accepts connections at the registered address (netrun_pool.health shows what the pool sees). Calls fail at once until a connect or a health probe succeeds.";
 }
 
 /*
@@ -2840,12 +2860,14 @@ pool_circuit_opened(Pool *pool)
 
 		pool->nwaiting--;
 		req->worker_error = true;
+		/* the words of route_unavailable(): the first caller hears the same */
 		request_fail(req, "08004",
 					 psprintf("netrun_pool connection \"%s\" is unavailable",
 							  pool->settings.name),
-					 psprintf("Its circuit opened: %d health probes in a row failed; the last: %s",
-							  pool->probe.failures, pool->probe.error),
-					 NULL);
+					 psprintf("Its circuit is open after %d failed health probes; the last: %s. The next probe is due at %s.",
+							  pool->probe.failures, pool->probe.error,
+							  timestamptz_to_str(pool->probe.next_at)),
+					 "Calls fail at once until a health probe succeeds; see netrun_pool.health.");
 	}
 }
 

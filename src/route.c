@@ -25,8 +25,10 @@
 
 #include "miscadmin.h"
 #include "utils/acl.h"
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
+#include "utils/varlena.h"
 
 #include "route.h"
 #include "stats.h"
@@ -174,10 +176,59 @@ route_pick_primary(RouteCandidate *c, int n)
 	return best;
 }
 
+/*
+ * The registered name (or cluster) closest to a mistyped one, among those
+ * the caller may use, within a small edit distance; NULL if none.  Names
+ * the caller may not use are never suggested: that would tell it they
+ * exist.
+ */
+static char *
+route_closest_name(const char *name)
+{
+	char	   *best = NULL;
+	int			best_distance = 0;
+	int			len = strlen(name);
+	int			limit;
+
+	if (netrun_shared == NULL || len >= NAMEDATALEN)
+		return NULL;
+	limit = Max(1, Min(3, len / 3));
+	LWLockAcquire(netrun_shared->lock, LW_SHARED);
+	for (int i = 0; i < netrun_shared->npools; i++)
+	{
+		NetrunPoolSlot *slot = &netrun_shared->pools[i];
+		bool		usable = superuser();
+
+		for (int g = 0; g < slot->ngrantees && !usable; g++)
+			usable = has_privs_of_role(GetUserId(), slot->grantees[g]);
+		if (!usable)
+			continue;
+		for (int which = 0; which < 2; which++)
+		{
+			const char *candidate = which == 0 ? slot->name : slot->cluster;
+			int			d;
+
+			if (candidate[0] == '\0')
+				continue;
+			d = varstr_levenshtein_less_equal(name, len, candidate, strlen(candidate),
+											  1, 1, 1, limit + 1, true);
+			if (d <= limit && (best == NULL || d < best_distance))
+			{
+				best = pstrdup(candidate);
+				best_distance = d;
+			}
+		}
+	}
+	LWLockRelease(netrun_shared->lock);
+	return best;
+}
+
 /* A name may be any length: quote only its start (netrun_message_value). */
 void
 route_report_unknown(const char *name)
 {
+	char	   *closest;
+
 	/* registered in this very transaction: the worker cannot see it yet */
 	if (netrun_registry_change_pending())
 		ereport(ERROR,
@@ -186,10 +237,32 @@ route_report_unknown(const char *name)
 						netrun_message_value(name)),
 				 errdetail("The pool's worker loads registry changes when they commit."),
 				 errhint("Commit the transaction, then call it.")));
+	closest = route_closest_name(name);
+	if (closest)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("netrun_pool connection \"%s\" does not exist",
+						netrun_message_value(name)),
+				 errhint("Did you mean \"%s\"?  SELECT name FROM netrun_pool.connections lists the connections you may use.",
+						 closest)));
 	ereport(ERROR,
 			(errcode(ERRCODE_UNDEFINED_OBJECT),
 			 errmsg("netrun_pool connection \"%s\" does not exist",
-					netrun_message_value(name))));
+					netrun_message_value(name)),
+			 errhint("SELECT name FROM netrun_pool.connections lists the connections you may use.")));
+}
+
+/* No usage: say who may grant it, and how, exactly. */
+void
+route_report_no_usage(const char *name)
+{
+	char	   *role = GetUserNameFromId(GetUserId(), false);
+
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied for netrun_pool connection \"%s\"", name),
+			 errhint("A superuser can grant it: SELECT netrun_pool.grant_usage(%s, %s);",
+					 quote_literal_cstr(name), quote_literal_cstr(quote_identifier(role)))));
 }
 
 /* The replica for a read: fit, within its lag limit, least loaded. */
@@ -290,9 +363,7 @@ again:
 		usable++;
 	}
 	if (usable == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for netrun_pool connection \"%s\"", name)));
+		route_report_no_usage(name);
 	n = usable;
 	for (int i = 0; i < n; i++)
 	{

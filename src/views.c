@@ -110,9 +110,7 @@ views_snapshot(const char *name, int *nrows)
 	if (name && matched == 0)
 		route_report_unknown(name);
 	if (name && n == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for netrun_pool connection \"%s\"", name)));
+		route_report_no_usage(name);
 	*nrows = n;
 	return rows;
 }
@@ -532,9 +530,12 @@ worker_running(void)
 	return running;
 }
 
+/* Without shared_preload_libraries there is no worker: not alive. */
 Datum
 netrun_alive(PG_FUNCTION_ARGS)
 {
+	if (netrun_shared == NULL)
+		PG_RETURN_BOOL(false);
 	PG_RETURN_BOOL(worker_running());
 }
 
