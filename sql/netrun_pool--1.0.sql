@@ -611,6 +611,43 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'netrun_release'
 LANGUAGE C VOLATILE;
 
+-- Try a connection once, through the pool, and say what happened: for the
+-- first minutes after register(), and after a configure() of its
+-- conninfo.  Never raises for the remote's failure: the answer says it
+-- (ok false, the SQLSTATE, message, detail and hint of the error).
+CREATE FUNCTION netrun_pool.test(name text)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    answer jsonb;
+    state text;
+    msg text;
+    detail text;
+    hint text;
+BEGIN
+    SELECT j INTO answer
+      FROM netrun_pool.query_json(name,
+           'SELECT current_user AS "user", current_database() AS database, '
+           'current_setting(''server_version'') AS server_version, '
+           'pg_is_in_recovery() AS in_recovery') AS j;
+    RETURN jsonb_build_object('ok', true) || answer ||
+           jsonb_build_object('tenant_guard',
+                              (SELECT c.tenant_guard_status FROM netrun_pool.connections c
+                                WHERE c.name = test.name));
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
+                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
+    -- our own refusals about the name are the caller's mistake: raise them
+    IF state IN ('42704', '42501', '22004', '42602', '55000') THEN
+        RAISE;
+    END IF;
+    RETURN jsonb_strip_nulls(jsonb_build_object('ok', false, 'sqlstate', state, 'error', msg,
+                                                'detail', nullif(detail, ''), 'hint', nullif(hint, '')));
+END
+$$;
+
 ------------------------------------------------------------------------------
 -- What operators read: pool metrics, health, probes for orchestrators.
 -- Superusers and pg_monitor members see every connection; other roles see
