@@ -782,10 +782,7 @@ conn_advance_housekeeping(RemoteConn *rc)
 		if (res == NULL)
 		{
 			rc->hello_inflight = false;
-			/*
-			 * A reset that did not complete may have left anything behind:
-			 * the connection goes, never to another caller.
-			 */
+			/* a setup query failed: the connection goes */
 			if (rc->housekeeping_failed)
 			{
 				if (rc->state == CONN_SETUP)
@@ -827,6 +824,13 @@ conn_advance_housekeeping(RemoteConn *rc)
 static bool
 conn_pipeline_result(RemoteConn *rc, PGresult *res)
 {
+	/* a broken connection answers NULL for ever: it goes */
+	if (PQstatus(rc->conn) != CONNECTION_OK)
+	{
+		PQclear(res);
+		conn_close(rc);
+		return true;
+	}
 	if (res == NULL)
 		return false;			/* the end of one query's results */
 	if (PQresultStatus(res) == PGRES_PIPELINE_SYNC)
