@@ -254,15 +254,21 @@ route_report_unknown(const char *name)
 
 /* No usage: say who may grant it, and how, exactly. */
 void
-route_report_no_usage(const char *name)
+route_report_no_usage(const char *name, bool is_cluster)
 {
-	char	   *role = GetUserNameFromId(GetUserId(), false);
+	char	   *role = quote_literal_cstr(quote_identifier(GetUserNameFromId(GetUserId(), false)));
 
+	if (is_cluster)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for netrun_pool connection \"%s\"", name),
+				 errhint("A superuser can grant it on the cluster's members: SELECT netrun_pool.grant_usage(name, %s) FROM netrun_pool.connections WHERE cluster = %s;",
+						 role, quote_literal_cstr(name))));
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			 errmsg("permission denied for netrun_pool connection \"%s\"", name),
 			 errhint("A superuser can grant it: SELECT netrun_pool.grant_usage(%s, %s);",
-					 quote_literal_cstr(name), quote_literal_cstr(quote_identifier(role)))));
+					 quote_literal_cstr(name), role)));
 }
 
 /* The replica for a read: fit, within its lag limit, least loaded. */
@@ -363,7 +369,7 @@ again:
 		usable++;
 	}
 	if (usable == 0)
-		route_report_no_usage(name);
+		route_report_no_usage(name, is_cluster);
 	n = usable;
 	for (int i = 0; i < n; i++)
 	{

@@ -26,7 +26,7 @@ extern void route_resolve(const char *name, bool write, RouteTarget *out);
 
 /* The error for a name that is neither a connection nor a cluster. */
 extern void route_report_unknown(const char *name) pg_attribute_noreturn();
-extern void route_report_no_usage(const char *name) pg_attribute_noreturn();
+extern void route_report_no_usage(const char *name, bool is_cluster) pg_attribute_noreturn();
 
 /* Is this the name of a cluster (and not of a connection)? */
 extern bool route_is_cluster(const char *name);

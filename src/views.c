@@ -110,7 +110,7 @@ views_snapshot(const char *name, int *nrows)
 	if (name && matched == 0)
 		route_report_unknown(name);
 	if (name && n == 0)
-		route_report_no_usage(name);
+		route_report_no_usage(name, !(matched == 1 && strcmp(rows[0].slot.name, name) == 0));
 	*nrows = n;
 	return rows;
 }
