@@ -419,6 +419,7 @@ my @ours = (
 	[ '28000', "netrun_pool connection $Q does not enforce the tenant guard" ],
 	[ '28000', "netrun_pool connection $Q cannot sign the tenant" ],
 	[ '28000', 'invalid tenant assertion' ],
+	[ '55000', "netrun_pool connection $Q cannot be used before the transaction that changed the registry commits" ],
 	[ '22023', 'invalid guard challenge' ],
 	[ '55000', 'netrun_pool.tenant_mode is not "pool" on this server' ],
 	[ '42501', 'netrun_pool.tenant_mode is "pool": only the pool\'s signed assertions may set the tenant' ],
