@@ -85,6 +85,7 @@ DO $$
 DECLARE n int;
 BEGIN
   FOR i IN 1..100 LOOP
+    PERFORM pg_stat_clear_snapshot();  -- the view is read once per transaction otherwise
     SELECT count(*) INTO n FROM pg_stat_activity
      WHERE application_name = 'netrun_pool:self' AND state LIKE 'idle in transaction%';
     EXIT WHEN n = 0;
