@@ -161,6 +161,7 @@ ROLLBACK;
 DO $$
 BEGIN
   FOR i IN 1..100 LOOP
+    PERFORM pg_stat_clear_snapshot();
     EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity
                            WHERE application_name = 'netrun_pool:self'
                              AND state LIKE 'idle in transaction%');
@@ -250,6 +251,7 @@ COMMIT;
 DO $$
 BEGIN
   FOR i IN 1..100 LOOP
+    PERFORM pg_stat_clear_snapshot();
     EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity
                            WHERE application_name LIKE 'netrun_pool:self%'
                              AND state LIKE 'idle in transaction%');
