@@ -120,13 +120,12 @@ worker_iterate(void)
 	}
 
 	/*
-	 * A catalog look-up once a second, not once per call; and at once when
-	 * a committed change woke us (CREATE EXTENSION does: its script counts
-	 * as a registry change).
+	 * A catalog look-up once a second, not once per call; and at once after
+	 * any committed registry change (CREATE EXTENSION counts as one, and a
+	 * DROP EXTENSION must not leave us loading a registry that is gone).
 	 */
 	if (!first_turn && GetCurrentTimestamp() < next_extension_check &&
-		(have_extension ||
-		 pg_atomic_read_u64(&netrun_shared->registry_generation) == extension_check_generation))
+		pg_atomic_read_u64(&netrun_shared->registry_generation) == extension_check_generation)
 		exists = have_extension;
 	else
 	{
@@ -196,6 +195,8 @@ netrun_worker_main(Datum main_arg)
 	 */
 	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
 	{
+		/* the callbacks of the frames the error unwound are gone */
+		error_context_stack = NULL;
 		HOLD_INTERRUPTS();
 		EmitErrorReport();
 		AbortCurrentTransaction();

@@ -303,7 +303,7 @@ remote_backend_killed('mid-stream',
 		SELECT netrun_pool.register('hole', 'host=127.0.0.1 port=$port dbname=x', pool_max => 2,
 		    connect_timeout_ms => 400, acquire_timeout_ms => 6000);
 		SELECT netrun_pool.register('hole_wait', 'host=127.0.0.1 port=$port dbname=x', pool_max => 1,
-		    connect_timeout_ms => 400, acquire_timeout_ms => 170000);
+		    connect_timeout_ms => 170000, acquire_timeout_ms => 170000);
 	});
 	ok($local->poll_query_until('postgres',
 			"SELECT count(*) FROM netrun_pool.pool_stats WHERE name LIKE 'hole%'", '2'),
@@ -335,7 +335,7 @@ remote_backend_killed('mid-stream',
 		push @errors, $call->{err};
 	}
 	is($ended, 4, 'black hole: no caller hangs');
-	is(scalar(grep { /ERROR:  08001: could not connect to netrun_pool connection "hole"\nDETAIL:  timeout expired after 400 ms \(\d+ attempts in a row failed within acquire_timeout_ms of 6000 ms\)/ } @errors),
+	is(scalar(grep { /ERROR:  08001: could not connect to netrun_pool connection "hole"\nDETAIL:  timeout expired after 400 ms/ } @errors),
 		4, 'black hole: each caller hears that connect_timeout_ms expired')
 	  or diag(join("\n", @errors));
 	settles_and_serves('black hole', 'r', $remote);
@@ -507,13 +507,30 @@ remote_backend_killed('mid-stream',
 	# Fill the ordinary roles' remaining slots with sessions that sleep.
 	my $free = $small->safe_psql('postgres',
 		"SELECT 3 - count(*) FROM pg_stat_activity WHERE usename = 'app'");
+	# One at a time: a sleeper refused because this test's own session
+	# was still leaving its slot is started again (the harness's race with
+	# itself, not the pool's).
 	my @sleepers;
-	for (1 .. $free)
+	for my $try (1 .. 50)
 	{
+		my $have = $small->safe_psql('postgres',
+			"SELECT count(*) FROM pg_stat_activity WHERE usename = 'app'");
+		last if $have >= 3;
 		my ($o, $e) = ('', '');
-		push @sleepers, IPC::Run::start(
+		my $h = IPC::Run::start(
 			[ 'psql', '-X', '-U', 'app', '-d', $small->connstr('postgres'), '-c', 'SELECT pg_sleep(120)' ],
 			'>', \$o, '2>', \$e);
+		my $in = 0;
+		for (1 .. 100)
+		{
+			eval { $h->pump_nb };
+			last if $e =~ /FATAL/;
+			$in = $small->safe_psql('postgres',
+				"SELECT count(*) > $have FROM pg_stat_activity WHERE usename = 'app'") eq 't';
+			last if $in;
+		}
+		if ($in) { push @sleepers, $h; }
+		else { $h->kill_kill; }
 	}
 	ok($small->poll_query_until('postgres',
 			"SELECT count(*) FROM pg_stat_activity WHERE usename = 'app'", '3'),
