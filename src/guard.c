@@ -148,6 +148,9 @@ netrun_guard_hello(PG_FUNCTION_ARGS)
 		PG_RETURN_TEXT_P(cstring_to_text("unavailable netrun_pool.tenant_mode is not \"pool\" on the remote"));
 	if (netrun_guard_key_file == NULL || netrun_guard_key_file[0] == '\0')
 		PG_RETURN_TEXT_P(cstring_to_text("unavailable netrun_pool.guard_key_file is not set on the remote"));
+	/* a superuser's SQL may set any setting and skip every policy */
+	if (superuser())
+		PG_RETURN_TEXT_P(cstring_to_text("unavailable the pool's role on the remote is a superuser, whose SQL no guard can hold back"));
 
 	if (!session_bound)
 	{
