@@ -68,9 +68,10 @@ $holder->finish;
 $waiter->finish;
 like($hold_err, qr/ERROR:  (lost connection to netrun_pool connection "single"|terminating connection|server closed the connection)/,
 	'the holder loses its call');
-# Its connect is refused (nothing is open: it fails at once), or the
-# circuit opened first: either way it is not left to wait.
-like($wait_err, qr/ERROR:  (could not connect to netrun_pool connection "single"\nDETAIL:  .*refused|netrun_pool connection "single" is unavailable\nDETAIL:  Its circuit is open after \d+ failed health probes; the last: .*refused)/s,
+# Its connect fails (refused, or cut off while the remote stops: nothing
+# is open, so it fails at once), or the circuit opened first: either way
+# it is not left to wait.
+like($wait_err, qr/ERROR:  (could not connect to netrun_pool connection "single"\nDETAIL:  connection to server at .* failed: |netrun_pool connection "single" is unavailable\nDETAIL:  Its circuit is open after \d+ failed health probes; the last: )/s,
 	'the waiter is failed at once, not left to wait out acquire_timeout_ms');
 
 my ($ret, $out, $err) = $local->psql('postgres', "SELECT netrun_pool.fetchval('r', 'SELECT 1')");
