@@ -183,7 +183,7 @@ CONF
 		sleep 0.5
 	done
 	q >"$d/workload.out" 2>&1 <<SQL
-SELECT netrun_pool.register('r', 'host=$run port=54391 dbname=postgres', pool_min => 1, pool_max => 2);
+SELECT netrun_pool.register('r', 'host=$run port=54391 dbname=postgres', pool_min => 1, pool_max => 2, tenant_guard => 'off');
 SELECT netrun_pool.register('s', 'host=$run port=54391 dbname=postgres', pool_mode => 'session', pool_max => 1);
 SELECT netrun_pool.register('c1', 'host=$run port=54391 dbname=postgres', cluster => 'c', pool_max => 1);
 SELECT netrun_pool.register('c2', 'host=$run port=54391 dbname=postgres', cluster => 'c', role => 'replica', max_replica_lag_ms => 1000);
