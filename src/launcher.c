@@ -124,8 +124,16 @@ launcher_start_worker(void)
 	strlcpy(bgw.bgw_name, NETRUN_WORKER_TYPE, BGW_MAXLEN);
 	strlcpy(bgw.bgw_type, NETRUN_WORKER_TYPE, BGW_MAXLEN);
 
+	/*
+	 * STARTING before the worker exists: written after, it could overwrite
+	 * the RUNNING of a worker that started quickly, for good.
+	 */
+	SpinLockAcquire(&netrun_shared->mutex);
+	netrun_shared->state = NETRUN_STATE_STARTING;
+	SpinLockRelease(&netrun_shared->mutex);
 	if (!RegisterDynamicBackgroundWorker(&bgw, &handle))
 	{
+		netrun_set_state(NETRUN_STATE_RESTARTING);
 		ereport(WARNING,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("could not start the netrun_pool worker"),
@@ -134,7 +142,6 @@ launcher_start_worker(void)
 	}
 
 	SpinLockAcquire(&netrun_shared->mutex);
-	netrun_shared->state = NETRUN_STATE_STARTING;
 	netrun_shared->worker_starts++;
 	SpinLockRelease(&netrun_shared->mutex);
 	return handle;
