@@ -533,7 +533,10 @@ SQL
 		my ($msg, $extra) = split(/\n(?=(?:DETAIL|HINT|CONTEXT|LOCATION|QUERY|STATEMENT):  |LINE \d+: )/, $rest, 2);
 		$extra //= '';
 		$errors_total++;
-		my $has_context = $extra =~ /^CONTEXT:  (?:.*\n)*?.*netrun_pool connection "/m;
+		# (a value of the remote's that did not convert here names its
+		# column and the connection: a local error, PostgreSQL's own)
+		my $has_context = $extra =~ /^CONTEXT:  (?:.*\n)*?.*netrun_pool connection "/m
+		  && $extra !~ /^CONTEXT:  column \d+ \(".*" in the column list, ".*" on the remote\) of a row from netrun_pool connection "/m;
 		my ($class, $kind) = classify($state, $msg, $has_context);
 		$class = undef if $level ne 'ERROR';
 		if (($class // '') eq 'ours')
