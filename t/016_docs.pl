@@ -316,7 +316,8 @@ my @documented = quoted_texts($errors_table // '');
 @undocumented = map { "$_->[0]: $_->[1]" }
   grep { my $re = $_->[2]; !grep { /^$re$/ } @documented } @errors;
 is(join("\n", @undocumented), '', 'every error message is in the Errors table of docs/reference.md');
-my @log_documented = quoted_texts($operations);
+my ($log_table) = $operations =~ /^## Server log messages\n(.*?)(?=^## |\z)/ms;
+my @log_documented = quoted_texts($log_table // '');
 @undocumented = map { "$_->[0]: $_->[1]" }
   grep { my $re = $_->[2]; !grep { /^$re$/ } @log_documented } @logs;
 is(join("\n", @undocumented), '', 'every LOG and WARNING message is in docs/operations.md');
@@ -334,7 +335,7 @@ for my $pair ([ 'README.md', 'bench:readme' ], [ 'docs/benchmarks.md', 'bench:la
 # --- the servers ------------------------------------------------------------
 my $user = getpwuid($<);
 my $scratch = PostgreSQL::Test::Utils::tempdir();
-my $etc = "$scratch/etc/postgresql";
+my $etc = "$scratch/etcpg";
 make_path($etc);
 
 my $remote = NetrunTest::start_remote('remote');
@@ -436,13 +437,15 @@ for my $b (map { @{ $blocks{$_} } } @docs)
 		my $n = node_named($name);
 		my @cmd = ('psql', '-X', '-d', $n->connstr($db), ($role ? ('-U', $role) : ()),
 			'-v', 'ON_ERROR_STOP=' . ($errors ? 0 : 1));
-		my $h = IPC::Run::start(\@cmd, '<', \$text, '>&', \$out,
+		my $input = $text;
+		my $h = IPC::Run::start(\@cmd, '<', \$input, '>&', \$out,
 			IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
 		$ok = eval { $h->finish } && $h->result == 0;
 		$ok &&= $out !~ /^(ERROR|FATAL|PANIC):/m unless $errors;
 		ok($ok, "$where: sql on $name" . ($role ? " as $role" : ''))
 		  or diag("ran:\n$text\nprinted:\n$out");
 	}
+	note("$where printed:\n$out");
 	$previous = $out;
 }
 
