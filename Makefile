@@ -1,4 +1,4 @@
-# netrun_pool: PGXS build, plus the test targets described in README.md.
+# netrun_pool: PGXS build, plus the test targets described in docs/reliability.md.
 
 EXTENSION    = netrun_pool
 MODULE_big   = netrun_pool
@@ -77,7 +77,7 @@ test: test-regress test-isolation test-tap
 # The same suites with every server that preloads netrun_pool (postmaster,
 # launcher, worker, backends) under valgrind memcheck, against a private
 # copy of the install (so a concurrent "make install" cannot swap the
-# library under a long run).  Slow: see README.md, "Tests".
+# library under a long run).  Slow: see docs/reliability.md, "Under valgrind".
 # VG_SUITES picks suites (default "workload regress isolation tap"; the
 # workload is a short script taking every call path), PROVE_TESTS TAP
 # files, VG_OPTS adds valgrind options (e.g. --track-origins=yes).

@@ -15,7 +15,7 @@
 # (<date>-quick.md in quick mode) with a chart beside it (.png); the summary
 # table and the targets are also printed to stdout, and sit in the results
 # file between <!-- bench:summary:start --> and <!-- bench:summary:end -->.
-# A full run also puts them in README, between its bench:readme markers.
+# A full run also puts them in README and docs/benchmarks.md (bench/publish.sh).
 # A missed target is reported, not fatal.
 #
 # The cells the targets compare (S1 and S2 at c = 1 and 32) run ROUNDS
@@ -804,26 +804,12 @@ REPORT=$RESULT_BASE.md
 	echo '```'
 } >"$REPORT"
 
-# the full run's summary in README (between its bench:readme markers)
-if [ $MODE = full ] && grep -q '<!-- bench:readme:start -->' "$here/README.md"; then
-	rel=bench/results/$(basename "$RESULT_BASE")
-	block=$WORK/out/readme_block.md
-	{
-		echo "<!-- bench:readme:start -->"
-		echo "Latest full run: [\`$rel.md\`]($rel.md), made in $((ELAPSED / 60)) min $((ELAPSED % 60)) s on this machine: $NCPU cores ($CPU_MODEL), PostgreSQL $PG_VERSION, loopback."
-		echo
-		cat "$SUMMARY"
-		echo
-		echo "![tps by clients, per scenario, and the remote connections held]($rel.png)"
-		echo "<!-- bench:readme:end -->"
-	} >"$block"
-	awk -v f="$block" '
-		BEGIN { while ((getline l < f) > 0) b = b l "\n" }
-		/<!-- bench:readme:start -->/ { printf "%s", b; skip = 1; next }
-		/<!-- bench:readme:end -->/ { skip = 0; next }
-		!skip' "$here/README.md" >"$WORK/out/README.md" &&
-		cat "$WORK/out/README.md" >"$here/README.md"
-	log "README: the summary of this run"
+# the full run's figures in README and docs/benchmarks.md (between their
+# bench:readme and bench:latest markers)
+if [ $MODE = full ]; then
+	CELLS="$CELLS" SUMMARY="$SUMMARY" RESULT="bench/results/$(basename "$RESULT_BASE")" \
+		ELAPSED="$ELAPSED" NCPU="$NCPU" CPU_MODEL="$CPU_MODEL" PG_VERSION="$PG_VERSION" DATE="$DATE" \
+		bash "$bench/publish.sh" && log "README and docs/benchmarks.md: the figures of this run"
 fi
 
 echo

@@ -104,7 +104,7 @@ chmod 755 "$bin/postgres"
 export PATH="$bin:$PATH"
 # The framework's own default, kept: t/008 runs each load for this long,
 # and under valgrind its scenarios need all of it.  The price: a poll that
-# cannot succeed here (see README.md, "Tests") makes 10 x this many tries,
+# cannot succeed here (see docs/reliability.md, "Under valgrind") makes 10 x this many tries,
 # each a new connection (0.2 to 1 s under valgrind).
 export PG_TEST_TIMEOUT_DEFAULT=${PG_TEST_TIMEOUT_DEFAULT:-180}
 # pg_regress's and pg_ctl's wait for a starting or stopping server

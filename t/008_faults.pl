@@ -77,7 +77,7 @@ ok($local->poll_query_until('postgres', "SELECT netrun_pool.fetchval('r', 'SELEC
 	'the pool serves');
 
 # The errors a caller may see when something fails, by SQLSTATE: each is
-# in README's Errors table (57P01 is the remote's own, relayed).
+# in the Errors table of docs/reference.md (57P01 is the remote's own, relayed).
 my $conn = qr/netrun_pool connection "\w+"/;
 my %clear = (
 	'08001' => qr/^could not connect to $conn$/,

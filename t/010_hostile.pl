@@ -2,7 +2,7 @@
 # empty strings, 1 MB strings, invalid UTF-8 (from a SQL_ASCII database,
 # the only way such bytes reach our code), 10,000 and 65,536 parameters,
 # column lists that do not match, quoting and injection in names, broken
-# conninfo strings, tokens and tenants.  Every error must be one the README
+# conninfo strings, tokens and tenants.  Every error must be one docs/reference.md
 # documents (or PostgreSQL's own, raised before our code runs, or the
 # remote's own, re-raised, which the remote's server log must show it
 # raised); the server never crashes; the worker keeps its pid; nothing
@@ -357,7 +357,7 @@ my $worker_pid = NetrunTest::status_field($local, 'postgres', 'worker_pid');
 
 
 # --- the documented errors -------------------------------------------------
-# From README's Errors table: [SQLSTATE, message].  A quoted "N" stands for
+# From the Errors table of docs/reference.md: [SQLSTATE, message].  A quoted "N" stands for
 # any text.
 my $Q = '"(?s:.*)"';
 my @ours = (

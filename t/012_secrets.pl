@@ -12,7 +12,7 @@
 # A password and a token typed into SQL text (a DO block, EXPLAIN ANALYZE,
 # a register() that fails inside PL/pgSQL, a literal token) are found
 # nowhere either, except possibly in a sample taken before their statement
-# was parsed: the gap README documents.
+# was parsed: the gap docs/reference.md (Secrets) documents.
 use strict;
 use warnings;
 

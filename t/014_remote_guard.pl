@@ -5,7 +5,7 @@
 # pool's guard key), the other is plain PostgreSQL, its policy on the
 # tenant setting.  Each is registered in the three pool modes with
 # pool_max 1, so that every caller shares one remote session.  Then the
-# attacks of the threat model in docs (README: "Threat model") are run by
+# attacks of the threat model (docs/tenancy.md, "What holds") are run by
 # application roles, and the outcome of each is checked: with the guard
 # none escapes; without it only "the caller picks its own call's tenant"
 # does, exactly as documented.  Then the same after a caller that errored,
@@ -137,7 +137,7 @@ for my $g (qw(g p))
 }
 
 # --- attack 1: the caller picks the remote tenant ------------------------
-# Outcome per connection: "held" or "escaped" (the README's table says:
+# Outcome per connection: "held" or "escaped" (docs/tenancy.md's table says:
 # escaped without the guard, held with it).
 for my $g (qw(g p))
 {
