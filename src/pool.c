@@ -629,10 +629,10 @@ conn_housekeep(RemoteConn *rc, ConnState state)
 }
 
 /*
- * Queue the reset between callers on a connection in pipeline mode, each
- * statement with its Sync: DISCARD ALL (it refuses to run in a
- * transaction block, which the Sync before it ends), then our session
- * settings.  Nothing one call did to the session is seen by the next:
+ * Queue the reset between callers on a connection in pipeline mode, then
+ * one Sync: DISCARD ALL (it refuses to run in a transaction block, and
+ * after the Sync before it, it is the first statement of a transaction,
+ * which it commits at once), then our session settings.  Nothing one call did to the session is seen by the next:
  * settings, temporary objects, prepared statements, cursors, LISTEN,
  * advisory locks, sequence state, SET ROLE and the tenant.  The Syncs it
  * added, or -1 if it could not be sent.
@@ -643,11 +643,10 @@ conn_queue_reset(RemoteConn *rc)
 	PGconn	   *conn = rc->conn;
 
 	if (!PQsendQueryParams(conn, "DISCARD ALL", 0, NULL, NULL, NULL, NULL, 0) ||
-		!PQpipelineSync(conn) ||
 		!PQsendQueryParams(conn, rc->settings_sql, 0, NULL, NULL, NULL, NULL, 0) ||
 		!PQpipelineSync(conn))
 		return -1;
-	return 2;
+	return 1;
 }
 
 /*
