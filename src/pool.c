@@ -6,10 +6,18 @@
  *
  * Life of a call:
  *	  a backend's request arrives on its channel -> it waits in its pool's
- *	  FIFO until a connection is free (or acquire_timeout_ms passes) -> it
- *	  runs on that connection (single-row mode) -> rows go back in batches
- *	  -> a final 'C' or 'E' -> the connection returns to the pool, its
- *	  remote transaction closed.
+ *	  FIFO until a connection is free (or acquire_timeout_ms passes; or it
+ *	  fails at once when nothing is open and connects fail) -> it runs on
+ *	  that connection (single-row mode) -> rows go back in batches -> a
+ *	  final 'C' or 'E' -> the connection is reset (DISCARD ALL and our
+ *	  settings) and returns to the pool.
+ *
+ * A plain call is one pipeline in one write: its tenant (when the remote
+ * session holds another; with the guard, a signed assertion, guard.c), its
+ * statement, a Sync, then the reset and a Sync (request_send_pipelined).
+ * Calls that open or join a transaction go step by step, and get the same
+ * reset after their last step (conn_reset).  Nothing one caller does to a
+ * remote session reaches the next.
  *
  * Every libpq call here is non-blocking.  The worker waits in one
  * WaitEventSet over its latch and the sockets of the connections that have
