@@ -81,12 +81,14 @@ replace_between "$here/README.md" bench:readme "$block"
 # docs/benchmarks.md: the whole summary
 {
 	echo "<!-- bench:latest:start -->"
-	echo "Latest full run: [\`$RESULT.md\`](../$RESULT.md), made in $((ELAPSED / 60)) min $((ELAPSED % 60)) s on $where."
+	echo "Latest full run: \`$RESULT.md\`, made in $((ELAPSED / 60)) min $((ELAPSED % 60)) s on $where."
 	echo
 	cat "$SUMMARY"
 	echo
-	echo "![tps by clients, per scenario, and the remote connections held](../$RESULT.png)"
+	echo "![tps by clients, per scenario, and the remote connections held](benchmarks-latest.png)"
 	echo "<!-- bench:latest:end -->"
 } >"$block"
 replace_between "$here/docs/benchmarks.md" bench:latest "$block"
+# the chart beside the page (a link from docs/ to bench/ would leave the folder)
+cp "$here/$RESULT.png" "$here/docs/benchmarks-latest.png"
 rm -f "$block"

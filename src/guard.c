@@ -229,9 +229,10 @@ netrun_guard_assert(PG_FUNCTION_ARGS)
 
 /*
  * A fresh challenge in challenge[GUARD_NONCE_HEX + 1], and the SQL that
- * sends it.  The challenge is hex, so it is safe inside a literal.
+ * sends it (palloc'd).  The challenge is hex, so it is safe inside a
+ * literal.
  */
-const char *
+char *
 guard_hello_sql(char *challenge)
 {
 	unsigned char raw[GUARD_NONCE_HEX / 2];

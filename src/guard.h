@@ -29,7 +29,7 @@ typedef enum GuardState
 #define GUARD_MODE_OFF			2
 
 extern const char *guard_state_name(int state);
-extern const char *guard_hello_sql(char *challenge);
+extern char *guard_hello_sql(char *challenge);
 extern int	guard_check_hello(const char *answer, const char *challenge,
 							  int backend_pid, int *pid, char *nonce,
 							  char *detail);

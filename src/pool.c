@@ -68,11 +68,10 @@ typedef enum ConnState
 	CONN_SETUP,					/* session settings being applied */
 	CONN_IDLE,					/* free in its pool */
 	CONN_BUSY,					/* running a request */
-	CONN_RESETTING,				/* housekeeping SQL before it is idle again */
+	CONN_RESETTING,				/* the reset between callers, before it is idle */
 	CONN_PINNED					/* held for one backend between its calls */
 } ConnState;
 
-#define MAX_HOUSEKEEPING 3
 
 /* a tenant's text, as tenant.c bounds it, and its terminator */
 #define TENANT_TEXT_SIZE	256
@@ -117,18 +116,15 @@ typedef struct RemoteConn
 
 	/* The tenant guard of this remote session (guard.c) */
 	int8		guard;			/* GuardState */
-	bool		hello_inflight; /* the housekeeping query is the hello */
+	bool		hello_inflight; /* guard_hello() sent, its answer not read */
 	int			guard_pid;		/* the remote backend the nonce binds */
 	int64		guard_seq;		/* of the last assertion sent */
 	char		guard_nonce[GUARD_NONCE_HEX + 1];
 	char		guard_challenge[GUARD_NONCE_HEX + 1];
 
-	/* SQL still to run, one query at a time, in SETUP and RESETTING */
-	const char *housekeeping[MAX_HOUSEKEEPING];
-	int			nhousekeeping;
-	bool		housekeeping_failed;	/* a query other than the hello failed */
+	/* a statement of the reset failed, and why */
+	bool		housekeeping_failed;
 	char		housekeeping_error[256];
-	char	   *hello_sql;
 	/* our session settings, applied after each DISCARD ALL (conn_reset) */
 	char		settings_sql[512];
 
@@ -241,8 +237,9 @@ static void request_after_setup(Request *req);
 static bool request_needs_tenant(Request *req);
 static bool request_refuse_unguarded(Request *req);
 static void request_send_failed(Request *req, const char *msg);
+static void request_fail_unsent(Request *req, const char *msg);
 static void request_send_tenant(Request *req);
-static void conn_housekeep(RemoteConn *rc, ConnState state);
+static void conn_send_hello(RemoteConn *rc);
 static void conn_set_guard(RemoteConn *rc, int state, const char *detail);
 static bool conn_pipeline_result(RemoteConn *rc, PGresult *res);
 static void conn_reset(RemoteConn *rc, ConnState state);
@@ -294,8 +291,6 @@ conn_close(RemoteConn *rc)
 
 	if (rc->conn)
 		pool_connect_close(rc->conn);
-	if (rc->hello_sql)
-		pfree(rc->hello_sql);
 	dlist_delete(&rc->node);
 	pool->nconns--;
 	STATS_BUMP(pool->stats_index, closed_total);
@@ -610,29 +605,22 @@ conn_now_idle(RemoteConn *rc)
 }
 
 /*
- * Run rc->housekeeping[], one query at a time, then make the connection
- * idle.  Queries go separately because DISCARD ALL refuses to run in the
- * implicit transaction of a multi-statement string.
+ * Ask the new connection's remote whether it enforces the tenant guard
+ * (conn_read_hello reads the answer); the reset follows.
  */
 static void
-conn_housekeep(RemoteConn *rc, ConnState state)
+conn_send_hello(RemoteConn *rc)
 {
-	const char *sql = rc->housekeeping[0];
+	char	   *sql = guard_hello_sql(rc->guard_challenge);
+	bool		sent = PQsendQuery(rc->conn, sql);
 
-	rc->state = state;
-	rc->req = NULL;
-	for (int i = 1; i < rc->nhousekeeping; i++)
-		rc->housekeeping[i - 1] = rc->housekeeping[i];
-	rc->nhousekeeping--;
-	rc->hello_inflight = (sql == rc->hello_sql);
-	if (!PQsendQuery(rc->conn, sql))
+	pfree(sql);
+	if (!sent)
 	{
-		if (state == CONN_SETUP)
-			conn_failed_to_connect(rc, conn_error_message(rc->conn));
-		else
-			conn_close(rc);
+		conn_failed_to_connect(rc, conn_error_message(rc->conn));
 		return;
 	}
+	rc->hello_inflight = true;
 	rc->want_write = PQflush(rc->conn) == 1;
 }
 
@@ -744,8 +732,7 @@ conn_advance_connect(RemoteConn *rc)
 			 rc->pool->settings.tenant_setting);
 
 	/* the guard's hello first, then the reset (which applies the settings) */
-	rc->nhousekeeping = 0;
-	rc->housekeeping_failed = false;
+	rc->state = CONN_SETUP;
 	rc->tenant_known = true;
 	rc->tenant_now[0] = '\0';
 	if (rc->pool->settings.tenant_guard == GUARD_MODE_OFF)
@@ -754,15 +741,12 @@ conn_advance_connect(RemoteConn *rc)
 		conn_reset(rc, CONN_SETUP);
 		return;
 	}
-	rc->hello_sql = MemoryContextStrdup(pool_context,
-										guard_hello_sql(rc->guard_challenge));
-	rc->housekeeping[rc->nhousekeeping++] = rc->hello_sql;
-	conn_housekeep(rc, CONN_SETUP);
+	conn_send_hello(rc);
 }
 
 /*
- * Consume what the remote sent for a connection in SETUP or RESETTING:
- * results are discarded; when the last one is in, the connection is idle.
+ * Consume what the remote sent for a connection in SETUP or RESETTING: the
+ * answer to the hello, then the reset's pipeline (conn_pipeline_result).
  */
 static void
 conn_advance_housekeeping(RemoteConn *rc)
@@ -788,36 +772,13 @@ conn_advance_housekeeping(RemoteConn *rc)
 		}
 		if (res == NULL)
 		{
+			/* the hello is answered: the reset makes the connection ready */
 			rc->hello_inflight = false;
-			/* a setup query failed: the connection goes */
-			if (rc->housekeeping_failed)
-			{
-				if (rc->state == CONN_SETUP)
-					conn_failed_to_connect(rc, psprintf("the session setup failed: %s",
-														rc->housekeeping_error));
-				else
-					conn_close(rc);
-				return;
-			}
-			if (rc->nhousekeeping > 0)
-			{
-				conn_housekeep(rc, rc->state);
-				return;
-			}
 			conn_reset(rc, rc->state);
 			return;
 		}
 		if (rc->hello_inflight)
 			conn_read_hello(rc, res);
-		else if (PQresultStatus(res) != PGRES_COMMAND_OK &&
-				 PQresultStatus(res) != PGRES_TUPLES_OK && !rc->housekeeping_failed)
-		{
-			const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-
-			rc->housekeeping_failed = true;
-			strlcpy(rc->housekeeping_error, msg ? msg : PQerrorMessage(rc->conn),
-					sizeof(rc->housekeeping_error));
-		}
 		PQclear(res);
 	}
 }
@@ -1347,12 +1308,19 @@ request_send_failed(Request *req, const char *msg)
 			pool_dispatch(pool);
 			return;
 		}
-		rc->retire = true;
-		request_fail(req, "08006",
-					 psprintf("could not send a query to netrun_pool connection \"%s\"",
-							  req->pool_name),
-					 msg, NULL);
+		request_fail_unsent(req, msg);
 	}
+}
+
+/* A query could not be sent: the call fails, the connection retires. */
+static void
+request_fail_unsent(Request *req, const char *msg)
+{
+	req->rc->retire = true;
+	request_fail(req, "08006",
+				 psprintf("could not send a query to netrun_pool connection \"%s\"",
+						  req->pool_name),
+				 msg, NULL);
 }
 
 /* A connection is ours: check who may use it, then start. */
@@ -1598,11 +1566,7 @@ request_send_tenant(Request *req)
 	req->step = STEP_TENANT;
 	if (!PQsendQueryParams(rc->conn, sql, n, NULL, values, NULL, NULL, 0))
 	{
-		rc->retire = true;
-		request_fail(req, "08006",
-					 psprintf("could not send a query to netrun_pool connection \"%s\"",
-							  req->pool_name),
-					 conn_error_message(rc->conn), NULL);
+		request_fail_unsent(req, conn_error_message(rc->conn));
 		return;
 	}
 	rc->want_write = PQflush(rc->conn) == 1;
@@ -1677,14 +1641,8 @@ request_send_pipelined(Request *req)
 	ok = ok && (tenant || req->kind != CALL_ROWS || PQsetSingleRowMode(conn));
 	if (!ok)
 	{
-		char	   *msg = conn_error_message(conn);
-
-		/* nothing went out: the connection is not fit for another call */
-		rc->retire = true;
-		request_fail(req, "08006",
-					 psprintf("could not send a query to netrun_pool connection \"%s\"",
-							  req->pool_name),
-					 msg, NULL);
+		/* part of it may be queued: the connection is not fit for another call */
+		request_fail_unsent(req, conn_error_message(conn));
 		return;
 	}
 	req->pipelined = true;
