@@ -59,7 +59,8 @@ CREATE TABLE netrun_pool.registry (
     updated_at           timestamptz NOT NULL DEFAULT now(),
     max_replica_lag_ms   integer NOT NULL DEFAULT 0,  -- 0: no limit
     tenant_setting       text NOT NULL DEFAULT 'app.current_tenant_id',
-    tenant_guard         text NOT NULL DEFAULT 'required'
+    tenant_guard         text NOT NULL DEFAULT 'required',
+    pipeline_depth       integer NOT NULL DEFAULT 4
 );
 
 CREATE TABLE netrun_pool.usage_grants (
@@ -202,7 +203,8 @@ BEGIN
             ('connect_timeout_ms', r.connect_timeout_ms, 1), ('idle_timeout_s', r.idle_timeout_s, 1),
             ('recycle_s', r.recycle_s, 1), ('pool_min', r.pool_min, 0),
             ('max_overflow', r.max_overflow, 0), ('statement_timeout_ms', r.statement_timeout_ms, 0),
-            ('max_replica_lag_ms', r.max_replica_lag_ms, 0)) v
+            ('max_replica_lag_ms', r.max_replica_lag_ms, 0),
+            ('pipeline_depth', r.pipeline_depth, 1)) v
     LOOP
         IF val >= min_value THEN
             CONTINUE;
@@ -220,6 +222,11 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
     END LOOP;
+    IF r.pipeline_depth > 16 THEN
+        RAISE EXCEPTION 'pipeline_depth must be at most 16'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use 1 to send each call alone on its connection.';
+    END IF;
     IF r.pool_min > r.pool_max THEN
         RAISE EXCEPTION 'pool_min (%) must not exceed pool_max (%)', r.pool_min, r.pool_max
             USING ERRCODE = 'invalid_parameter_value';
@@ -329,7 +336,8 @@ CREATE FUNCTION netrun_pool.register(
     enabled boolean DEFAULT true,
     max_replica_lag_ms integer DEFAULT 0,
     tenant_setting text DEFAULT 'app.current_tenant_id',
-    tenant_guard text DEFAULT 'required')
+    tenant_guard text DEFAULT 'required',
+    pipeline_depth integer DEFAULT 4)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -354,7 +362,8 @@ BEGIN
              pool_min, pool_max, max_overflow, pool_mode,
              acquire_timeout_ms, connect_timeout_ms, statement_timeout_ms,
              idle_timeout_s, recycle_s, password_required, enabled,
-             now(), now(), max_replica_lag_ms, tenant_setting, tenant_guard);
+             now(), now(), max_replica_lag_ms, tenant_setting, tenant_guard,
+             pipeline_depth);
     PERFORM netrun_pool._check_registry_row(r);
     INSERT INTO netrun_pool.registry SELECT r.*;
 END
@@ -376,7 +385,8 @@ CREATE FUNCTION netrun_pool.configure(
     enabled boolean DEFAULT NULL,
     max_replica_lag_ms integer DEFAULT NULL,
     tenant_setting text DEFAULT NULL,
-    tenant_guard text DEFAULT NULL)
+    tenant_guard text DEFAULT NULL,
+    pipeline_depth integer DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -413,6 +423,7 @@ BEGIN
     r.max_replica_lag_ms   := coalesce(max_replica_lag_ms, r.max_replica_lag_ms);
     r.tenant_setting       := coalesce(tenant_setting, r.tenant_setting);
     r.tenant_guard         := coalesce(tenant_guard, r.tenant_guard);
+    r.pipeline_depth       := coalesce(pipeline_depth, r.pipeline_depth);
     r.updated_at           := now();
     PERFORM netrun_pool._check_registry_row(r);
     UPDATE netrun_pool.registry g SET
@@ -425,7 +436,8 @@ BEGIN
         idle_timeout_s = r.idle_timeout_s, recycle_s = r.recycle_s,
         password_required = r.password_required, enabled = r.enabled,
         max_replica_lag_ms = r.max_replica_lag_ms, tenant_setting = r.tenant_setting,
-        tenant_guard = r.tenant_guard, updated_at = r.updated_at
+        tenant_guard = r.tenant_guard, pipeline_depth = r.pipeline_depth,
+        updated_at = r.updated_at
      WHERE g.name = r.name;
 END
 $$;
@@ -526,7 +538,8 @@ SELECT r.name, r.kind, r.role, r.cluster, r.region,
        r.idle_timeout_s, r.recycle_s, r.password_required, r.enabled,
        r.max_replica_lag_ms, r.tenant_setting, r.created_at, r.updated_at,
        r.tenant_guard,
-       netrun_pool._tenant_guard_status(r.name) AS tenant_guard_status
+       netrun_pool._tenant_guard_status(r.name) AS tenant_guard_status,
+       r.pipeline_depth
   FROM netrun_pool.registry r
  WHERE coalesce((SELECT a.rolsuper FROM pg_authid a WHERE a.rolname = current_user), false)
     OR pg_has_role('pg_read_all_settings', 'USAGE')
@@ -546,9 +559,9 @@ LANGUAGE C STRICT VOLATILE;
 REVOKE ALL ON FUNCTION
     netrun_pool.check_secrets(),
     netrun_pool.register(text, text, text, text, text, text, integer, integer,
-        integer, text, integer, integer, integer, integer, integer, boolean, boolean, integer, text, text),
+        integer, text, integer, integer, integer, integer, integer, boolean, boolean, integer, text, text, integer),
     netrun_pool.configure(text, text, text, text, text, text, integer, integer,
-        integer, text, integer, integer, integer, integer, integer, boolean, boolean, integer, text, text),
+        integer, text, integer, integer, integer, integer, integer, boolean, boolean, integer, text, text, integer),
     netrun_pool.unregister(text, boolean),
     netrun_pool.grant_usage(text, regrole),
     netrun_pool.revoke_usage(text, regrole),

@@ -339,6 +339,93 @@ api_check_args(FunctionCallInfo fcinfo)
 	return name;
 }
 
+/*
+ * The first keyword of a statement, past whitespace and comments (nested
+ * as the server nests them), upper-cased into buf.  Each statement
+ * travels alone (extended protocol: one command per string), so its first
+ * keyword says what it is.
+ */
+static const char *
+first_keyword(const char *sql, char *buf, int buflen)
+{
+	const char *p = sql;
+	int			n = 0;
+
+	for (;;)
+	{
+		while (isspace((unsigned char) *p))
+			p++;
+		if (p[0] == '-' && p[1] == '-')
+		{
+			while (*p && *p != '\n')
+				p++;
+			continue;
+		}
+		if (p[0] == '/' && p[1] == '*')
+		{
+			int			depth = 1;
+
+			p += 2;
+			while (*p && depth > 0)
+			{
+				if (p[0] == '/' && p[1] == '*')
+					depth++, p += 2;
+				else if (p[0] == '*' && p[1] == '/')
+					depth--, p += 2;
+				else
+					p++;
+			}
+			continue;
+		}
+		break;
+	}
+	while (isalpha((unsigned char) *p) && n < buflen - 1)
+		buf[n++] = pg_toupper((unsigned char) *p++);
+	buf[n] = '\0';
+	return buf;
+}
+
+static bool
+keyword_in(const char *sql, const char *const *words)
+{
+	char		buf[16];
+
+	first_keyword(sql, buf, sizeof(buf));
+	for (int i = 0; words[i]; i++)
+		if (strcmp(buf, words[i]) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Must this statement run alone on its remote connection, never in a
+ * pipeline with other callers' calls?  Transaction control (a BEGIN would
+ * swallow the calls behind it into its transaction), commands on session
+ * state (cursors, LISTEN, prepared statements, settings), COPY (the
+ * connection closes), and utility and DDL commands, some of which refuse
+ * to run anywhere but first in a pipeline.  Decided from the first
+ * keyword alone: the extended protocol forbids a second command in the
+ * string, so the first keyword is the command.  Wrongly alone costs a
+ * little latency; never wrongly pipelined.
+ */
+static bool
+statement_runs_alone(const char *sql)
+{
+	static const char *const words[] = {
+		"BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "PREPARE",
+		"SAVEPOINT", "RELEASE",
+		"SET", "RESET", "DISCARD", "LISTEN", "UNLISTEN", "NOTIFY", "LOAD",
+		"DECLARE", "CLOSE", "FETCH", "MOVE", "DEALLOCATE", "EXECUTE",
+		"COPY", "VACUUM", "ANALYZE", "ANALYSE", "CLUSTER", "REINDEX",
+		"CHECKPOINT", "CREATE", "DROP", "ALTER", "LOCK", "CALL", "DO",
+		"SECURITY", "IMPORT", "REFRESH", "GRANT", "REVOKE", "COMMENT",
+		"TRUNCATE",
+		NULL
+	};
+
+	return keyword_in(sql, words);
+}
+
 static StringInfo
 api_build_request(const char *name, ChannelCallKind kind, bool read_only,
 				  text *sql, ArrayType *params)
@@ -376,6 +463,16 @@ api_build_request(const char *name, ChannelCallKind kind, bool read_only,
 	head.type = MSG_REQUEST;
 	head.kind = kind;
 	head.flags = (read_only ? REQ_READ_ONLY : 0) | (superuser() ? REQ_SUPERUSER : 0);
+	if ((kind == CALL_ROWS || kind == CALL_EXEC) &&
+		statement_runs_alone(text_to_cstring(sql)))
+		head.flags |= REQ_ALONE;
+	else if (kind == CALL_TRANSACTION)
+	{
+		for (int i = 0; i < nparams; i++)
+			if (!elem_nulls[i] &&
+				statement_runs_alone(TextDatumGetCString(elems[i])))
+				head.flags |= REQ_ALONE;
+	}
 	head.seq = ++request_seq;
 	head.userid = GetUserId();
 	strlcpy(head.pool, name, NAMEDATALEN);
@@ -943,42 +1040,6 @@ netrun_exec(PG_FUNCTION_ARGS)
  * ---------------------------------------------------------------------
  */
 
-/*
- * The first keyword of a statement, past whitespace and comments, upper-
- * cased into buf.  Each statement travels alone (extended protocol), so
- * its first keyword says what it is.
- */
-static const char *
-first_keyword(const char *sql, char *buf, int buflen)
-{
-	const char *p = sql;
-	int			n = 0;
-
-	for (;;)
-	{
-		while (isspace((unsigned char) *p))
-			p++;
-		if (p[0] == '-' && p[1] == '-')
-		{
-			while (*p && *p != '\n')
-				p++;
-			continue;
-		}
-		if (p[0] == '/' && p[1] == '*')
-		{
-			const char *end = strstr(p + 2, "*/");
-
-			p = end ? end + 2 : p + strlen(p);
-			continue;
-		}
-		break;
-	}
-	while (isalpha((unsigned char) *p) && n < buflen - 1)
-		buf[n++] = pg_toupper((unsigned char) *p++);
-	buf[n] = '\0';
-	return buf;
-}
-
 /* Statements that would end the transaction exec_transaction owns. */
 static bool
 is_transaction_control(const char *sql)
@@ -986,13 +1047,8 @@ is_transaction_control(const char *sql)
 	static const char *const words[] = {
 		"BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "PREPARE", NULL
 	};
-	char		buf[16];
 
-	first_keyword(sql, buf, sizeof(buf));
-	for (int i = 0; words[i]; i++)
-		if (strcmp(buf, words[i]) == 0)
-			return true;
-	return false;
+	return keyword_in(sql, words);
 }
 
 Datum

@@ -60,6 +60,9 @@ typedef enum ChannelCallKind
 
 #define REQ_READ_ONLY		0x01
 #define REQ_SUPERUSER		0x02	/* caller is a superuser */
+#define REQ_ALONE			0x04	/* never shares a connection's pipeline
+									 * with another caller's call (api.c,
+									 * statement_runs_alone) */
 
 /*
  * The fixed head of a request; sql, params and the tenant follow:

@@ -123,6 +123,7 @@ typedef struct NetrunPoolSlot
 	int32		max_replica_lag_ms;	/* 0: no limit */
 	char		tenant_setting[128];	/* the remote setting carrying the tenant */
 	int8		tenant_guard;	/* GUARD_MODE_* (guard.h) */
+	int32		pipeline_depth; /* calls in flight on one connection */
 	int32		stats_index;	/* into NetrunShared.stats, or -1 */
 	int32		ngrantees;
 	Oid			grantees[NETRUN_MAX_GRANTEES];

@@ -79,6 +79,31 @@ typedef enum ConnState
 struct Pool;
 struct Request;
 
+/*
+ * A connection in pipeline mode has queued work up to each Sync it sent;
+ * a PipeSeg says what the results up to one Sync belong to.  Calls of
+ * several callers may follow one another (pipeline_depth); each call's
+ * own statements end at its Sync, so an error in one never reaches the
+ * next, and the reset between callers sits between them.
+ */
+typedef enum SegKind
+{
+	SEG_CALL,					/* a call's BEGIN, tenant and statements */
+	SEG_COMMIT,					/* the COMMIT of a call that opened a transaction */
+	SEG_RESET,					/* the reset between callers */
+	SEG_ROLLBACK				/* a ROLLBACK ahead of a reset (conn_reset) */
+} SegKind;
+
+typedef struct PipeSeg
+{
+	struct Request *req;		/* CALL, COMMIT: the call; NULL once it is gone */
+	uint8		kind;			/* SegKind */
+	bool		last;			/* the call's last Sync: it is answered then */
+} PipeSeg;
+
+#define PIPE_MAX_DEPTH	16		/* registry: pipeline_depth <= 16 */
+#define PIPE_MAX_SEGS	(PIPE_MAX_DEPTH * 3 + 2)
+
 typedef struct RemoteConn
 {
 	dlist_node	node;			/* in pool->conns */
@@ -129,13 +154,18 @@ typedef struct RemoteConn
 	char		settings_sql[512];
 
 	/*
-	 * In pipeline mode: the Syncs still to read, and how many of them end
-	 * the call's own work (whose results the caller already has); the
-	 * others end the reset's.  0: not in pipeline mode.
+	 * The pipeline: what each Sync still to come ends, oldest first (a
+	 * ring), and how many calls have work in it.  nsegs 0: not in pipeline
+	 * mode.  While calls are in it, req is the one whose results are being
+	 * read (NULL while a reset's are).
 	 */
-	int			pipeline_syncs;
-	int			pipeline_call_syncs;
-	bool		reset_after_call;	/* the reset follows a call's own work */
+	PipeSeg		segs[PIPE_MAX_SEGS];
+	int			seg_first;
+	int			nsegs;
+	int			ncalls;
+	bool		last_alone;		/* the last call queued runs alone */
+	bool		pipe_tenant;	/* a call in the pipeline carried a tenant */
+	bool		reset_after_call;	/* the last Sync ends a reset after a call */
 } RemoteConn;
 
 typedef struct Pool
@@ -200,7 +230,10 @@ typedef struct Request
 	char	   *tenant;			/* the caller's tenant, or NULL */
 	char	   *search_path;	/* schema mode: the tenant's search_path */
 	bool		own_txn;		/* we opened a transaction for this call */
-	bool		pipelined;		/* sent in one pipeline with the reset */
+	bool		pipelined;		/* in a connection's pipeline (PipeSeg) */
+	int			pl_nprefix;		/* pipelined: BEGIN and tenant before the statements */
+	int			pl_query;		/* pipelined: the query being read in its segment */
+	bool		pl_in_commit;	/* pipelined: reading its COMMIT's segment */
 	int32		error_position; /* of the remote's error in sql, or 0 */
 
 	/* for the pool's counters (stats.h) */
@@ -230,6 +263,16 @@ static ChannelState *channels = NULL;
 static void request_fail(Request *req, const char *sqlstate,
 						 const char *message, const char *detail,
 						 const char *hint);
+static void request_set_error(Request *req, const char *sqlstate,
+							  const char *message, const char *detail,
+							  const char *hint, const char *context);
+static void request_conclude(Request *req);
+static void conn_pipeline_read(RemoteConn *rc);
+static bool request_pump(Request *req);
+static bool request_may_read(Request *req);
+static bool request_may_pipeline(Request *req);
+static void request_send_pipelined(Request *req);
+static bool conn_pipeline_push(RemoteConn *rc, Request *req, SegKind kind, bool last);
 static void conn_release(RemoteConn *rc);
 static void channel_release_pins(int channel);
 static void request_next_statement(Request *req);
@@ -241,7 +284,6 @@ static void request_fail_unsent(Request *req, const char *msg);
 static void request_send_tenant(Request *req);
 static void conn_send_hello(RemoteConn *rc);
 static void conn_set_guard(RemoteConn *rc, int state, const char *detail);
-static bool conn_pipeline_result(RemoteConn *rc, PGresult *res);
 static void conn_reset(RemoteConn *rc, ConnState state);
 static void conn_read_hello(RemoteConn *rc, const PGresult *res);
 static void pool_dispatch(Pool *pool);
@@ -280,10 +322,59 @@ pool_after_error(void)
 
 static void channel_note_lost(int channel, const char *pool_name);
 
+/*
+ * The connection ends with calls still in its pipeline: each hears it.
+ * The first, whose statements the remote was running, lost its connection
+ * (08006, as a call alone does).  The remote may or may not have run the
+ * ones behind it before it noticed: they get 08007, never a silent
+ * retry, since a retried write could apply twice.
+ */
+static void
+conn_fail_calls(RemoteConn *rc, const char *why)
+{
+	bool		first = true;
+
+	while (rc->nsegs > 0)
+	{
+		PipeSeg    *seg = &rc->segs[rc->seg_first];
+		Request    *req = seg->req;
+		bool		head = first;
+
+		first = false;
+		rc->seg_first = (rc->seg_first + 1) % PIPE_MAX_SEGS;
+		rc->nsegs--;
+		if (req == NULL)
+			continue;
+		/* its other segment, if any, is forgotten with it */
+		for (int i = 0; i < rc->nsegs; i++)
+			if (rc->segs[(rc->seg_first + i) % PIPE_MAX_SEGS].req == req)
+				rc->segs[(rc->seg_first + i) % PIPE_MAX_SEGS].req = NULL;
+		req->rc = NULL;
+		if (head)
+			request_set_error(req, "08006",
+							  psprintf("lost connection to netrun_pool connection \"%s\"",
+									   req->pool_name),
+							  why, NULL, NULL);
+		else
+			request_set_error(req, "08007",
+							  psprintf("the outcome of the call on netrun_pool connection \"%s\" is unknown",
+									   req->pool_name),
+							  psprintf("The call was sent in a pipeline behind another, and the connection ended before its answer came (%s); the remote may or may not have run it.",
+									   why),
+							  "Check the remote before running it again.", NULL);
+		request_conclude(req);
+	}
+	rc->ncalls = 0;
+	rc->req = NULL;
+}
+
 static void
 conn_close(RemoteConn *rc)
 {
 	Pool	   *pool = rc->pool;
+
+	if (rc->ncalls > 0)
+		conn_fail_calls(rc, "the connection was closed");
 
 	/* a begin() transaction dies with its connection: tell its backend */
 	if (rc->pin_txn && rc->pinned_to >= 0)
@@ -633,7 +724,7 @@ conn_send_hello(RemoteConn *rc)
  * advisory locks, sequence state, SET ROLE and the tenant.  The Syncs it
  * added, or -1 if it could not be sent.
  */
-static int
+static bool
 conn_queue_reset(RemoteConn *rc)
 {
 	PGconn	   *conn = rc->conn;
@@ -641,8 +732,33 @@ conn_queue_reset(RemoteConn *rc)
 	if (!PQsendQueryParams(conn, "DISCARD ALL", 0, NULL, NULL, NULL, NULL, 0) ||
 		!PQsendQueryParams(conn, rc->settings_sql, 0, NULL, NULL, NULL, NULL, 0) ||
 		!PQpipelineSync(conn))
-		return -1;
-	return 1;
+		return false;
+	/* what the calls queued behind it will find */
+	rc->tenant_known = true;
+	rc->tenant_now[0] = '\0';
+	return conn_pipeline_push(rc, NULL, SEG_RESET, false);
+}
+
+/* Note what the next Sync on the connection will end. */
+static bool
+conn_pipeline_push(RemoteConn *rc, Request *req, SegKind kind, bool last)
+{
+	PipeSeg    *seg;
+
+	if (rc->nsegs >= PIPE_MAX_SEGS)
+		return false;			/* cannot happen: depth is bounded */
+	seg = &rc->segs[(rc->seg_first + rc->nsegs) % PIPE_MAX_SEGS];
+	seg->req = req;
+	seg->kind = kind;
+	seg->last = last;
+	if (req)
+		req->pipelined = true;
+	if (rc->nsegs == 0)
+		rc->req = req;
+	rc->nsegs++;
+	if (last)
+		rc->ncalls++;
+	return true;
 }
 
 /*
@@ -655,28 +771,26 @@ static void
 conn_reset(RemoteConn *rc, ConnState state)
 {
 	PGconn	   *conn = rc->conn;
-	int			syncs = 0;
-	int			n;
 
+	Assert(rc->nsegs == 0);
 	rc->state = state;
 	rc->req = NULL;
 	rc->housekeeping_failed = false;
+	rc->housekeeping_error[0] = '\0';
+	rc->reset_after_call = false;
+	rc->last_alone = false;
+	rc->pipe_tenant = false;
 	if (!PQenterPipelineMode(conn))
 		goto failed;
 	if (PQtransactionStatus(conn) != PQTRANS_IDLE)
 	{
 		if (!PQsendQueryParams(conn, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0) ||
-			!PQpipelineSync(conn))
+			!PQpipelineSync(conn) ||
+			!conn_pipeline_push(rc, NULL, SEG_ROLLBACK, false))
 			goto failed;
-		syncs++;
 	}
-	n = conn_queue_reset(rc);
-	if (n < 0)
+	if (!conn_queue_reset(rc))
 		goto failed;
-	rc->pipeline_syncs = syncs + n;
-	rc->pipeline_call_syncs = 0;
-	rc->reset_after_call = false;
-	rc->housekeeping_error[0] = '\0';
 	rc->want_write = PQflush(conn) == 1;
 	return;
 
@@ -745,14 +859,19 @@ conn_advance_connect(RemoteConn *rc)
 }
 
 /*
- * Consume what the remote sent for a connection in SETUP or RESETTING: the
- * answer to the hello, then the reset's pipeline (conn_pipeline_result).
+ * Consume what the remote sent for a connection in SETUP: the answer to
+ * the hello; then the reset's pipeline (conn_pipeline_read).
  */
 static void
 conn_advance_housekeeping(RemoteConn *rc)
 {
 	PGresult   *res;
 
+	if (rc->nsegs > 0)
+	{
+		conn_pipeline_read(rc);
+		return;
+	}
 	if (!PQconsumeInput(rc->conn))
 	{
 		if (rc->state == CONN_SETUP)
@@ -764,12 +883,6 @@ conn_advance_housekeeping(RemoteConn *rc)
 	while (!PQisBusy(rc->conn))
 	{
 		res = PQgetResult(rc->conn);
-		if (rc->pipeline_syncs > 0)
-		{
-			if (conn_pipeline_result(rc, res))
-				return;
-			continue;
-		}
 		if (res == NULL)
 		{
 			/* the hello is answered: the reset makes the connection ready */
@@ -783,75 +896,220 @@ conn_advance_housekeeping(RemoteConn *rc)
 	}
 }
 
+static bool request_pipeline_result(Request *req, PGresult *res);
+static void request_pipeline_query_done(Request *req);
+static void conn_pipeline_next(RemoteConn *rc);
+
 /*
- * One result on a connection whose pipeline holds no caller's request: the
- * rest of a call's (ignored: the caller has its answer), the Syncs, and
- * the reset's.  True when the connection is done with (idle, being reset
- * again, or closed).
+ * The connection broke mid-pipeline: every call in it hears (08006 for
+ * the one the remote was running, 08007 for those behind it), then it
+ * goes.  At connect, that is a failed connect.
+ */
+static void
+conn_pipeline_lost(RemoteConn *rc)
+{
+	char	   *why = conn_error_message(rc->conn);
+
+	conn_fail_calls(rc, why);
+	if (rc->state == CONN_SETUP)
+		conn_failed_to_connect(rc, why);
+	else
+		conn_close(rc);
+}
+
+/*
+ * The pipeline's head Sync came back.  True when the connection is done
+ * with (idle, reset again, or closed) and must not be read on.
  */
 static bool
-conn_pipeline_result(RemoteConn *rc, PGresult *res)
+conn_pipeline_sync(RemoteConn *rc)
 {
-	/* a broken connection answers NULL for ever: it goes */
-	if (PQstatus(rc->conn) != CONNECTION_OK)
+	PipeSeg		seg = rc->segs[rc->seg_first];
+
+	rc->seg_first = (rc->seg_first + 1) % PIPE_MAX_SEGS;
+	rc->nsegs--;
+	if (seg.last)
+		rc->ncalls--;
+	if (seg.req && seg.last)
 	{
-		PQclear(res);
+		/* the call is over: its answer is complete */
+		Request    *req = seg.req;
+
+		req->rc = NULL;
+		request_conclude(req);
+	}
+	else if (seg.req && seg.kind == SEG_CALL)
+		seg.req->pl_in_commit = true;
+
+	/*
+	 * A reset that failed leaves the session as the last caller left it:
+	 * no call may run on it.  Those already behind it were sent; the
+	 * remote may have run them, so they hear 08007.
+	 */
+	if (seg.kind == SEG_RESET && rc->housekeeping_failed && rc->ncalls > 0)
+	{
+		elog(WARNING, "netrun_pool: the reset between callers failed on connection \"%s\": %s",
+			 rc->pool->settings.name, rc->housekeeping_error);
+		conn_fail_calls(rc, "the reset between callers failed before it");
 		conn_close(rc);
 		return true;
 	}
-	if (res == NULL)
-		return false;			/* the end of one query's results */
-	if (PQresultStatus(res) == PGRES_PIPELINE_SYNC)
+	if (rc->nsegs > 0)
 	{
-		PQclear(res);
-		if (rc->pipeline_call_syncs > 0)
-			rc->pipeline_call_syncs--;
-		if (--rc->pipeline_syncs > 0)
-			return false;
-		if (!PQexitPipelineMode(rc->conn))
-			rc->housekeeping_failed = true;
-		if (rc->reset_after_call &&
-			PQtransactionStatus(rc->conn) != PQTRANS_IDLE &&
-			PQstatus(rc->conn) == CONNECTION_OK)
-		{
-			/*
-			 * The call left a transaction open (its SQL was BEGIN), and
-			 * DISCARD ALL refused to run in it: roll back, reset again.
-			 */
-			conn_reset(rc, CONN_RESETTING);
-		}
-		else if (rc->housekeeping_failed ||
-				 PQtransactionStatus(rc->conn) != PQTRANS_IDLE)
-		{
-			if (rc->state == CONN_SETUP)
-				conn_failed_to_connect(rc, psprintf("the session setup failed: %s",
-													rc->housekeeping_error[0] ?
-													rc->housekeeping_error :
-													"the remote left a transaction open"));
-			else
-				conn_close(rc);
-		}
+		rc->req = rc->segs[rc->seg_first].req;
+		if (rc->ncalls == 0 && rc->state == CONN_BUSY)
+			rc->state = CONN_RESETTING;
+		conn_pipeline_next(rc);
+		return false;
+	}
+
+	/* the pipeline is empty */
+	rc->req = NULL;
+	rc->pipe_tenant = false;
+	rc->last_alone = false;
+	if (!PQexitPipelineMode(rc->conn))
+		rc->housekeeping_failed = true;
+	if (PQstatus(rc->conn) != CONNECTION_OK)
+	{
+		if (rc->state == CONN_SETUP)
+			conn_failed_to_connect(rc, conn_error_message(rc->conn));
 		else
-		{
-			rc->tenant_known = true;
-			rc->tenant_now[0] = '\0';
-			conn_now_idle(rc);
-		}
+			conn_close(rc);
 		return true;
 	}
-	/* an error in the reset: the session may hold anything */
-	if (rc->pipeline_call_syncs == 0 &&
-		PQresultStatus(res) != PGRES_COMMAND_OK &&
-		PQresultStatus(res) != PGRES_TUPLES_OK && !rc->housekeeping_failed)
+	if (rc->state == CONN_BUSY || rc->state == CONN_RESETTING)
 	{
-		const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-
-		rc->housekeeping_failed = true;
-		strlcpy(rc->housekeeping_error, msg ? msg : PQerrorMessage(rc->conn),
-				sizeof(rc->housekeeping_error));
+		/* pool_mode none: one connection per call, nothing to reset */
+		if (!rc->reset_after_call &&
+			rc->pool->settings.pool_mode == NETRUN_POOL_MODE_NONE &&
+			!rc->pin_txn && !rc->pin_session)
+		{
+			conn_close(rc);
+			return true;
+		}
 	}
-	PQclear(res);
-	return false;
+	if (rc->reset_after_call && PQtransactionStatus(rc->conn) != PQTRANS_IDLE)
+	{
+		/*
+		 * The call left a transaction open (its SQL was BEGIN), and DISCARD
+		 * ALL refused to run in it: roll back, reset again.
+		 */
+		conn_reset(rc, CONN_RESETTING);
+	}
+	else if (rc->housekeeping_failed ||
+			 PQtransactionStatus(rc->conn) != PQTRANS_IDLE)
+	{
+		if (rc->state == CONN_SETUP)
+			conn_failed_to_connect(rc, psprintf("the session setup failed: %s",
+												rc->housekeeping_error[0] ?
+												rc->housekeeping_error :
+												"the remote left a transaction open"));
+		else
+			conn_close(rc);
+	}
+	else
+	{
+		rc->tenant_known = true;
+		rc->tenant_now[0] = '\0';
+		conn_now_idle(rc);
+	}
+	return true;
+}
+
+/*
+ * Before the next result is parsed: a call whose statement's rows are
+ * next gets them one by one.  libpq applies single-row mode to the query
+ * whose results it has not begun to read, so this runs right after the
+ * previous query's end, before anything else reads the input.
+ */
+static void
+conn_pipeline_next(RemoteConn *rc)
+{
+	Request    *req = rc->req;
+
+	if (req && !req->pl_in_commit && !req->failed && req->kind == CALL_ROWS &&
+		req->pl_query == req->pl_nprefix)
+		(void) PQsetSingleRowMode(rc->conn);
+}
+
+/*
+ * Read what the remote has sent for a connection in pipeline mode, in
+ * order: each result goes to the call whose segment it is in (or to the
+ * reset's bookkeeping).  A call whose backend has not taken its last
+ * batch stops the reading (back-pressure): the calls behind it wait too.
+ */
+static void
+conn_pipeline_read(RemoteConn *rc)
+{
+	PGconn	   *conn = rc->conn;
+
+	if (!PQconsumeInput(conn))
+	{
+		conn_pipeline_lost(rc);
+		return;
+	}
+	while (rc->nsegs > 0)
+	{
+		PipeSeg    *seg = &rc->segs[rc->seg_first];
+		Request    *req = seg->req;
+		PGresult   *res;
+
+		if (req && !request_may_read(req))
+			return;
+		if (PQisBusy(conn))
+			return;
+		res = PQgetResult(conn);
+		if (PQstatus(conn) != CONNECTION_OK)
+		{
+			PQclear(res);
+			conn_pipeline_lost(rc);
+			return;
+		}
+		if (res == NULL)
+		{
+			/* the end of one query's results */
+			if (req)
+				request_pipeline_query_done(req);
+			conn_pipeline_next(rc);
+			continue;
+		}
+		if (PQresultStatus(res) == PGRES_PIPELINE_SYNC)
+		{
+			PQclear(res);
+			if (conn_pipeline_sync(rc))
+				return;
+			continue;
+		}
+		if (req)
+		{
+			MemoryContext old = MemoryContextSwitchTo(req->cxt);
+
+			bool		go_on = request_pipeline_result(req, res);
+
+			MemoryContextSwitchTo(old);
+			if (!go_on)
+			{
+				/* COPY: the connection goes, and the call with its error */
+				PQclear(res);
+				conn_close(rc);
+				return;
+			}
+			(void) request_pump(req);
+		}
+		else if ((seg->kind == SEG_RESET) &&
+				 PQresultStatus(res) != PGRES_COMMAND_OK &&
+				 PQresultStatus(res) != PGRES_TUPLES_OK &&
+				 !rc->housekeeping_failed)
+		{
+			/* an error in the reset: the session may hold anything */
+			const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+			rc->housekeeping_failed = true;
+			strlcpy(rc->housekeeping_error, msg ? msg : PQerrorMessage(conn),
+					sizeof(rc->housekeeping_error));
+		}
+		PQclear(res);
+	}
 }
 
 /* This session's guard state, published for health and connections. */
@@ -1000,20 +1258,20 @@ request_add_rowdesc(Request *req, const PGresult *res)
 }
 
 static void
-request_add_row(Request *req, const PGresult *res)
+request_add_row(Request *req, const PGresult *res, int row)
 {
 	int			ncols = PQnfields(res);
 
 	for (int i = 0; i < ncols; i++)
 	{
-		if (PQgetisnull(res, 0, i))
+		if (PQgetisnull(res, row, i))
 			msg_put_int32(&req->batch, -1);
 		else
 		{
-			int			len = PQgetlength(res, 0, i);
+			int			len = PQgetlength(res, row, i);
 
 			msg_put_int32(&req->batch, len);
-			appendBinaryStringInfo(&req->batch, PQgetvalue(res, 0, i), len);
+			appendBinaryStringInfo(&req->batch, PQgetvalue(res, row, i), len);
 			appendStringInfoChar(&req->batch, '\0');
 		}
 	}
@@ -1153,7 +1411,20 @@ request_conclude(Request *req)
 		appendStringInfoChar(&req->final, '\0');
 	}
 	req->final_ready = true;
-	if (rc)
+	if (rc && req->pipelined)
+	{
+		/* the connection goes on with the calls behind: forget this one */
+		for (int i = 0; i < rc->nsegs; i++)
+		{
+			PipeSeg    *seg = &rc->segs[(rc->seg_first + i) % PIPE_MAX_SEGS];
+
+			if (seg->req == req)
+				seg->req = NULL;
+		}
+		if (rc->req == req)
+			rc->req = NULL;
+	}
+	else if (rc)
 	{
 		rc->req = NULL;
 
@@ -1328,10 +1599,16 @@ static void
 request_start(Request *req, RemoteConn *rc)
 {
 	Pool	   *pool = req->pool;
+	bool		behind = rc->nsegs > 0;
 
 	req->rc = rc;
-	rc->state = CONN_BUSY;
-	rc->req = req;
+	if (behind)
+		req->pipelined = true;	/* it never hands the connection back */
+	else
+	{
+		rc->state = CONN_BUSY;
+		rc->req = req;
+	}
 	req->started_at = GetCurrentTimestamp();
 	{
 		NetrunPoolStats *s = stats_entry(req->stats_index);
@@ -1370,7 +1647,7 @@ request_start(Request *req, RemoteConn *rc)
 	 * ran BEGIN) it would either not be read-only or commit the caller's.
 	 */
 	if (((req->flags & REQ_READ_ONLY) || req->kind == CALL_TRANSACTION) &&
-		!rc->pin_txn && PQtransactionStatus(rc->conn) != PQTRANS_IDLE)
+		!behind && !rc->pin_txn && PQtransactionStatus(rc->conn) != PQTRANS_IDLE)
 	{
 		request_fail(req, "25001",
 					 psprintf("a remote transaction is already open on netrun_pool connection \"%s\"",
@@ -1415,6 +1692,11 @@ request_start(Request *req, RemoteConn *rc)
 				request_after_setup(req);
 				return;
 			}
+			if (request_may_pipeline(req))
+			{
+				request_send_pipelined(req);
+				return;
+			}
 			req->own_txn = true;
 			req->step = STEP_BEGIN;
 			request_send(req, "BEGIN", SEND_SIMPLE);
@@ -1423,10 +1705,17 @@ request_start(Request *req, RemoteConn *rc)
 			if (request_refuse_unguarded(req))
 				return;
 
+			if (request_may_pipeline(req))
+			{
+				request_send_pipelined(req);
+				return;
+			}
+
 			/*
-			 * A read-only call runs in a transaction of its own.  The
-			 * tenant is set for the session, not LOCAL: the reset after
-			 * the call clears it, so no transaction is needed for it.
+			 * Step by step, a read-only call runs in a transaction of its
+			 * own.  The tenant is set for the session, not LOCAL: the
+			 * reset after the call clears it, so no transaction is needed
+			 * for it.
 			 */
 			if (!rc->pin_txn && (req->flags & REQ_READ_ONLY))
 			{
@@ -1452,8 +1741,14 @@ request_needs_tenant(Request *req)
 {
 	RemoteConn *rc = req->rc;
 
+	/*
+	 * Behind a call that carried a tenant, a call sets its own (or none)
+	 * whatever the reset between them will have done: should that reset
+	 * fail, the call still never runs as another tenant.
+	 */
 	return !rc->tenant_known ||
-		strcmp(rc->tenant_now, req->tenant ? req->tenant : "") != 0;
+		strcmp(rc->tenant_now, req->tenant ? req->tenant : "") != 0 ||
+		(rc->nsegs > 0 && rc->pipe_tenant);
 }
 
 /*
@@ -1573,44 +1868,50 @@ request_send_tenant(Request *req)
 }
 
 /*
- * Can this call go out in one pipeline: its tenant, its statement, a
- * Sync, then the reset and a Sync, in one write?  A plain call on an
- * unpinned connection of a transaction (or none) pool: one that opens a
- * transaction of its own, or joins one, goes step by step.
+ * Can this call go out as one pipeline: its BEGIN (READ ONLY), its
+ * tenant, its statement(s), a Sync, its COMMIT and a Sync, then the reset
+ * and a Sync, in one write?  Any query, exec or exec_transaction on an
+ * unpinned connection of a transaction (or none) pool.  A call that runs
+ * alone (api.c) and needs its tenant set goes step by step: some of its
+ * commands refuse to run anywhere but first after a Sync.
  */
 static bool
 request_may_pipeline(Request *req)
 {
 	RemoteConn *rc = req->rc;
 
-	return (req->kind == CALL_ROWS || req->kind == CALL_EXEC) &&
-		!req->own_txn && !rc->pin_txn && !rc->pin_session &&
+	return (req->kind == CALL_ROWS || req->kind == CALL_EXEC ||
+			req->kind == CALL_TRANSACTION) &&
+		!rc->pin_txn && !rc->pin_session &&
 		rc->pool->settings.pool_mode != NETRUN_POOL_MODE_SESSION &&
-		PQtransactionStatus(rc->conn) == PQTRANS_IDLE;
+		(rc->nsegs > 0 || PQtransactionStatus(rc->conn) == PQTRANS_IDLE) &&
+		!((req->flags & REQ_ALONE) && request_needs_tenant(req));
 }
 
 /*
- * One round trip for the whole call.  The tenant and the statement share
- * the implicit transaction that ends at the first Sync, so a failed
- * tenant leaves the statement unrun (the server skips to the Sync).  The
- * reset follows in the same write; the caller is answered at the end of
- * its statement's results, and the connection is free when the reset's
- * Sync comes back (conn_pipeline_result).
+ * The whole call in one write, as its own segment of the connection's
+ * pipeline, behind whatever the connection has in flight.  The tenant and
+ * the statement share one transaction (the implicit one that ends at the
+ * Sync, or the call's own BEGIN ... COMMIT), so a failed tenant leaves the
+ * statement unrun: the server skips to the Sync.  The call is answered
+ * at its last Sync, once its transaction committed; the reset follows in
+ * the same write, and the connection is free when its Sync comes back.
  */
 static void
 request_send_pipelined(Request *req)
 {
 	RemoteConn *rc = req->rc;
 	PGconn	   *conn = rc->conn;
+	bool		behind = rc->nsegs > 0;
 	bool		tenant = request_needs_tenant(req);
 	bool		reset = rc->pool->settings.pool_mode == NETRUN_POOL_MODE_TRANSACTION;
+	bool		own_txn = (req->flags & REQ_READ_ONLY) || req->kind == CALL_TRANSACTION;
 	const char *values[4];
 	int			n = 0;
 	const char *tenant_sql = NULL;
 	char		seq[32];
 	char		mac[GUARD_MAC_HEX + 1];
 	bool		ok;
-	int			syncs;
 
 	if (tenant)
 	{
@@ -1618,40 +1919,73 @@ request_send_pipelined(Request *req)
 		if (tenant_sql == NULL)
 			return;
 	}
-	if (!PQenterPipelineMode(conn))
+	if (!behind && !PQenterPipelineMode(conn))
 	{
 		req->step = STEP_MAIN;	/* nothing sent: it may go elsewhere */
 		request_send_failed(req, conn_error_message(conn));
 		return;
 	}
-	ok = tenant_sql == NULL ||
-		PQsendQueryParams(conn, tenant_sql, n, NULL, values, NULL, NULL, 0);
-	ok = ok && PQsendQueryParams(conn, req->sql, req->nparams, NULL, req->params,
-								 NULL, NULL, 0);
-	ok = ok && PQpipelineSync(conn);
-	syncs = 1;
-	if (ok && reset)
+	ok = !own_txn ||
+		PQsendQueryParams(conn, (req->flags & REQ_READ_ONLY) ? "BEGIN READ ONLY" : "BEGIN",
+						  0, NULL, NULL, NULL, NULL, 0);
+	ok = ok && (tenant_sql == NULL ||
+				PQsendQueryParams(conn, tenant_sql, n, NULL, values, NULL, NULL, 0));
+	if (req->kind == CALL_TRANSACTION)
 	{
-		int			n = conn_queue_reset(rc);
-
-		ok = n > 0;
-		syncs += n;
+		for (int i = 0; ok && i < req->nparams; i++)
+			ok = PQsendQueryParams(conn, req->params[i], 0, NULL, NULL, NULL, NULL, 0);
 	}
-	/* the first query's rows one by one (the statement's, after a tenant) */
-	ok = ok && (tenant || req->kind != CALL_ROWS || PQsetSingleRowMode(conn));
+	else
+		ok = ok && PQsendQueryParams(conn, req->sql, req->nparams, NULL, req->params,
+									 NULL, NULL, 0);
+	ok = ok && PQpipelineSync(conn) &&
+		conn_pipeline_push(rc, req, SEG_CALL, !own_txn);
+	/*
+	 * COMMIT after its own Sync: after an error the transaction is
+	 * aborted at that Sync, and COMMIT then rolls it back without an
+	 * error, so the reset after it always runs.
+	 */
+	ok = ok && (!own_txn ||
+				(PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
+				 PQpipelineSync(conn) &&
+				 conn_pipeline_push(rc, req, SEG_COMMIT, true)));
+	ok = ok && (!reset || conn_queue_reset(rc));
 	if (!ok)
 	{
-		/* part of it may be queued: the connection is not fit for another call */
-		request_fail_unsent(req, conn_error_message(conn));
+		/*
+		 * Part of it may be queued: the connection is not fit for another
+		 * call, and the calls in its pipeline end with it.
+		 */
+		char	   *msg = conn_error_message(conn);
+		bool		queued = req->pipelined;
+
+		conn_fail_calls(rc, msg);
+		conn_close(rc);
+		if (!queued)
+		{
+			req->rc = NULL;
+			request_fail(req, "08006",
+						 psprintf("could not send a query to netrun_pool connection \"%s\"",
+								  req->pool_name),
+						 msg, NULL);
+		}
 		return;
 	}
-	req->pipelined = true;
-	req->step = tenant ? STEP_TENANT : STEP_MAIN;
-	rc->pipeline_syncs = syncs;
-	rc->pipeline_call_syncs = 1;
+	req->pl_nprefix = (own_txn ? 1 : 0) + (tenant ? 1 : 0);
+	req->pl_query = 0;
+	req->pl_in_commit = false;
+	req->step = req->pl_nprefix > 0 ? STEP_TENANT : STEP_MAIN;
+	rc->state = CONN_BUSY;
 	rc->reset_after_call = reset;
-	rc->housekeeping_failed = false;
-	rc->housekeeping_error[0] = '\0';
+	rc->last_alone = (req->flags & REQ_ALONE) != 0;
+	if (req->tenant)
+		rc->pipe_tenant = true;
+	if (!behind)
+	{
+		rc->housekeeping_failed = false;
+		rc->housekeeping_error[0] = '\0';
+		conn_pipeline_next(rc);
+	}
 	rc->want_write = PQflush(conn) == 1;
 }
 
@@ -1662,7 +1996,7 @@ request_send_pipelined(Request *req)
 static void
 request_after_setup(Request *req)
 {
-	if (req->step != STEP_TENANT && request_may_pipeline(req))
+	if (req->step != STEP_TENANT && !req->own_txn && request_may_pipeline(req))
 	{
 		request_send_pipelined(req);
 		return;
@@ -1804,6 +2138,82 @@ request_step_done(Request *req)
 }
 
 /*
+ * One result of a pipelined call: of its BEGIN or tenant (the prefix), of
+ * its statement(s), or of its COMMIT.  After an error the server skips to
+ * the Sync, and libpq reports each skipped query as aborted.  False when
+ * the connection must close (COPY).
+ */
+static bool
+request_pipeline_result(Request *req, PGresult *res)
+{
+	bool		main = !req->pl_in_commit && req->pl_query >= req->pl_nprefix;
+	bool		rows = main && req->kind == CALL_ROWS && !req->failed;
+
+	req->step = req->pl_in_commit ? STEP_END : main ? STEP_MAIN : STEP_TENANT;
+	switch (PQresultStatus(res))
+	{
+		case PGRES_PIPELINE_ABORTED:
+			break;
+		case PGRES_SINGLE_TUPLE:
+			if (rows)
+			{
+				if (!req->sent_rowdesc)
+					request_add_rowdesc(req, res);
+				request_add_row(req, res, 0);
+			}
+			break;
+		case PGRES_TUPLES_OK:
+		case PGRES_COMMAND_OK:
+			if (rows && PQresultStatus(res) == PGRES_TUPLES_OK)
+			{
+				if (!req->sent_rowdesc)
+					request_add_rowdesc(req, res);
+				/* rows not sent one by one (single-row mode not set) */
+				for (int i = 0; i < PQntuples(res); i++)
+					request_add_row(req, res, i);
+			}
+			if (main && !req->failed)
+			{
+				if (req->kind == CALL_TRANSACTION)
+				{
+					if (req->tags.len > 0)
+						appendStringInfoChar(&req->tags, '\n');
+					appendStringInfoString(&req->tags, PQcmdStatus(res));
+				}
+				else
+					req->tag = pstrdup(PQcmdStatus(res));
+			}
+			if (req->pl_in_commit && !req->failed && req->kind == CALL_TRANSACTION)
+				req->tag = req->tags.data;
+			break;
+		case PGRES_EMPTY_QUERY:
+			if (main && !req->failed && req->kind != CALL_TRANSACTION)
+				req->tag = pstrdup("");
+			break;
+		case PGRES_COPY_IN:
+		case PGRES_COPY_OUT:
+		case PGRES_COPY_BOTH:
+			req->rc->retire = true;
+			request_set_error(req, "0A000", "COPY is not supported through netrun_pool",
+							  NULL, "Run the query as SELECT, or INSERT the rows with exec().",
+							  NULL);
+			return false;
+		default:
+			request_note_remote_error(req, res);
+			break;
+	}
+	return true;
+}
+
+/* A query of a pipelined call has all its results in. */
+static void
+request_pipeline_query_done(Request *req)
+{
+	if (!req->pl_in_commit)
+		req->pl_query++;
+}
+
+/*
  * Read what the remote has for a busy connection, as far as the backend
  * keeps up: output waiting for the backend stops the loop (back-pressure).
  */
@@ -1835,14 +2245,6 @@ request_advance(Request *req)
 
 		if (res == NULL)
 		{
-			/* pipelined: the statement's results follow the tenant's */
-			if (req->pipelined && req->step == STEP_TENANT && !req->failed)
-			{
-				req->step = STEP_MAIN;
-				if (req->kind == CALL_ROWS && !PQsetSingleRowMode(conn))
-					elog(WARNING, "netrun_pool: could not select single-row mode");
-				continue;
-			}
 			MemoryContextSwitchTo(old);
 			request_step_done(req);
 			return;
@@ -1854,7 +2256,7 @@ request_advance(Request *req)
 				{
 					if (!req->sent_rowdesc)
 						request_add_rowdesc(req, res);
-					request_add_row(req, res);
+					request_add_row(req, res, 0);
 				}
 				break;
 			case PGRES_TUPLES_OK:
@@ -1921,11 +2323,43 @@ request_abandon(Request *req)
 		dlist_delete(&req->node);
 		req->pool->nwaiting--;
 	}
+	else if (req->rc && req->pipelined && req->rc->req != req)
+	{
+		/*
+		 * Sent in a pipeline behind another call, not yet reached: the
+		 * remote will run it (it is on its way), its results are thrown
+		 * away, and the calls around it go on.
+		 */
+		RemoteConn *rc = req->rc;
+
+		for (int i = 0; i < rc->nsegs; i++)
+		{
+			PipeSeg    *seg = &rc->segs[(rc->seg_first + i) % PIPE_MAX_SEGS];
+
+			if (seg->req == req)
+				seg->req = NULL;
+		}
+		req->rc = NULL;
+	}
 	else if (req->rc)
 	{
-		/* mid-query: closing is the non-blocking way to stop the remote */
-		conn_close(req->rc);
+		RemoteConn *rc = req->rc;
+
+		/*
+		 * Mid-query: closing is the non-blocking way to stop the remote.
+		 * Calls pipelined behind it hear that their outcome is unknown.
+		 */
 		req->rc = NULL;
+		if (rc->req == req)
+			rc->req = NULL;
+		for (int i = 0; i < rc->nsegs; i++)
+		{
+			PipeSeg    *seg = &rc->segs[(rc->seg_first + i) % PIPE_MAX_SEGS];
+
+			if (seg->req == req)
+				seg->req = NULL;
+		}
+		conn_close(rc);
 	}
 	request_free(req);
 }
@@ -2011,6 +2445,43 @@ pool_take_idle(Pool *pool)
 	return NULL;
 }
 
+/*
+ * A busy connection this waiter can be pipelined on, or NULL: the pool at
+ * its pool_max (below it, a new connection serves better: the remote runs
+ * calls of different connections at once), a call that may share a
+ * pipeline (a query, exec or exec_transaction that does not run alone),
+ * and a connection whose pipeline holds fewer than pipeline_depth calls,
+ * none of which runs alone.  The least loaded one.
+ */
+static RemoteConn *
+pool_take_pipeline(Pool *pool, Request *req)
+{
+	dlist_iter	it;
+	RemoteConn *best = NULL;
+
+	if (pool->settings.pipeline_depth <= 1 ||
+		pool->settings.pool_mode != NETRUN_POOL_MODE_TRANSACTION ||
+		pool->nconns < pool->settings.pool_max ||
+		(req->kind != CALL_ROWS && req->kind != CALL_EXEC &&
+		 req->kind != CALL_TRANSACTION) ||
+		(req->flags & REQ_ALONE))
+		return NULL;
+	dlist_foreach(it, &pool->conns)
+	{
+		RemoteConn *rc = dlist_container(RemoteConn, node, it.cur);
+
+		if ((rc->state != CONN_BUSY && rc->state != CONN_RESETTING) ||
+			rc->nsegs == 0 || rc->last_alone || rc->retire ||
+			rc->pin_txn || rc->pin_session ||
+			rc->ncalls >= Min(pool->settings.pipeline_depth, PIPE_MAX_DEPTH) ||
+			PQstatus(rc->conn) != CONNECTION_OK)
+			continue;
+		if (best == NULL || rc->ncalls < best->ncalls)
+			best = rc;
+	}
+	return best;
+}
+
 static void
 pool_dispatch(Pool *pool)
 {
@@ -2026,12 +2497,15 @@ pool_dispatch(Pool *pool)
 
 	while (!dlist_is_empty(&pool->waiters))
 	{
+		Request    *req = dlist_container(Request, node,
+										  dlist_head_node(&pool->waiters));
 		RemoteConn *rc = pool_take_idle(pool);
-		Request    *req;
 
 		if (rc == NULL)
+			rc = pool_take_pipeline(pool, req);
+		if (rc == NULL)
 			break;
-		req = dlist_container(Request, node, dlist_pop_head_node(&pool->waiters));
+		dlist_pop_head_node(&pool->waiters);
 		pool->nwaiting--;
 		request_start(req, rc);
 	}
@@ -2068,17 +2542,16 @@ conn_release(RemoteConn *rc)
 	 * A pipelined call: its reset is on the way already.  Read what has
 	 * arrived; the rest comes with the socket's next event.
 	 */
-	if (rc->pipeline_syncs > 0)
+	if (rc->nsegs > 0)
 	{
-		if (PQstatus(rc->conn) != CONNECTION_OK || rc->retire || !rc->pool->present ||
-			rc->pool->settings.pool_mode == NETRUN_POOL_MODE_NONE)
+		if (PQstatus(rc->conn) != CONNECTION_OK)
 		{
 			conn_close(rc);
 			return;
 		}
-		rc->state = CONN_RESETTING;
-		rc->req = NULL;
-		conn_advance_housekeeping(rc);
+		if (rc->ncalls == 0)
+			rc->state = CONN_RESETTING;
+		conn_pipeline_read(rc);
 		return;
 	}
 	/*
@@ -2283,7 +2756,32 @@ pool_force_retire(const char *name, bool all_removed)
 			RemoteConn *rc = dlist_container(RemoteConn, node, cit.cur);
 
 			rc->retire = true;
-			if (rc->state == CONN_BUSY && rc->req)
+			if (rc->ncalls > 0)
+			{
+				/* every call in its pipeline fails, and the connection goes */
+				while (rc->nsegs > 0)
+				{
+					PipeSeg    *seg = &rc->segs[rc->seg_first];
+					Request    *req = seg->req;
+
+					rc->seg_first = (rc->seg_first + 1) % PIPE_MAX_SEGS;
+					rc->nsegs--;
+					if (req == NULL)
+						continue;
+					for (int i = 0; i < rc->nsegs; i++)
+						if (rc->segs[(rc->seg_first + i) % PIPE_MAX_SEGS].req == req)
+							rc->segs[(rc->seg_first + i) % PIPE_MAX_SEGS].req = NULL;
+					req->rc = NULL;
+					request_fail(req, "57014",
+								 psprintf("netrun_pool connection \"%s\" was unregistered",
+										  pool->settings.name),
+								 "It was unregistered with force => true while the call ran.",
+								 NULL);
+				}
+				rc->ncalls = 0;
+				conn_close(rc);
+			}
+			else if (rc->state == CONN_BUSY && rc->req)
 				request_fail(rc->req, "57014",
 							 psprintf("netrun_pool connection \"%s\" was unregistered",
 									  pool->settings.name),
@@ -2679,7 +3177,15 @@ pool_service_channels(void)
 				}
 				/* the backend caught up: go on reading the remote */
 				if (req->rc && req->rc->state == CONN_BUSY)
-					request_advance(req);
+				{
+					if (req->rc->nsegs > 0)
+					{
+						if (req->rc->req == req)
+							conn_pipeline_read(req->rc);
+					}
+					else
+						request_advance(req);
+				}
 			}
 		}
 
@@ -2947,7 +3453,9 @@ conn_on_event(RemoteConn *rc)
 
 		if (r < 0)
 		{
-			if (rc->req)
+			if (rc->nsegs > 0)
+				conn_pipeline_lost(rc);
+			else if (rc->req)
 			{
 				rc->retire = true;
 				request_fail(rc->req, "08006",
@@ -2971,7 +3479,9 @@ conn_on_event(RemoteConn *rc)
 			conn_advance_housekeeping(rc);
 			break;
 		case CONN_BUSY:
-			if (rc->req && request_may_read(rc->req))
+			if (rc->nsegs > 0)
+				conn_pipeline_read(rc);
+			else if (rc->req && request_may_read(rc->req))
 				request_advance(rc->req);
 			break;
 		case CONN_IDLE:
@@ -3049,7 +3559,7 @@ conn_wait_events(RemoteConn *rc)
 			break;
 		case CONN_BUSY:
 			/* back-pressure: a blocked backend stops the reading */
-			if (rc->req && request_may_read(rc->req))
+			if (rc->req ? request_may_read(rc->req) : rc->nsegs > 0)
 				ev = WL_SOCKET_READABLE;
 			break;
 		case CONN_IDLE:

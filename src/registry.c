@@ -261,7 +261,7 @@ netrun_registry_load(void)
 					  "ARRAY(SELECT u.grantee::oid FROM netrun_pool.usage_grants u "
 					  "      WHERE u.name = r.name ORDER BY 1), "
 					  "r.conninfo, r.secret, r.max_replica_lag_ms, r.tenant_setting, "
-					  "r.tenant_guard "
+					  "r.tenant_guard, r.pipeline_depth "
 					  "FROM netrun_pool.registry r ORDER BY r.name",
 					  true, 0);
 	if (ret != SPI_OK_SELECT)
@@ -315,6 +315,7 @@ netrun_registry_load(void)
 		s->max_replica_lag_ms = GETINT(19);
 		strlcpy(s->tenant_setting, SPI_getvalue(tup, desc, 20), sizeof(s->tenant_setting));
 		s->tenant_guard = registry_code(SPI_getvalue(tup, desc, 21), netrun_tenant_guard_names);
+		s->pipeline_depth = GETINT(22);
 		s->stats_index = -1;
 #undef GETINT
 #undef GETBOOL
