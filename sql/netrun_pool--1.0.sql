@@ -60,7 +60,7 @@ CREATE TABLE netrun_pool.registry (
     max_replica_lag_ms   integer NOT NULL DEFAULT 0,  -- 0: no limit
     tenant_setting       text NOT NULL DEFAULT 'app.current_tenant_id',
     tenant_guard         text NOT NULL DEFAULT 'required',
-    pipeline_depth       integer NOT NULL DEFAULT 4
+    pipeline_depth       integer NOT NULL DEFAULT 1
 );
 
 CREATE TABLE netrun_pool.usage_grants (
@@ -337,7 +337,7 @@ CREATE FUNCTION netrun_pool.register(
     max_replica_lag_ms integer DEFAULT 0,
     tenant_setting text DEFAULT 'app.current_tenant_id',
     tenant_guard text DEFAULT 'required',
-    pipeline_depth integer DEFAULT 4)
+    pipeline_depth integer DEFAULT 1)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -683,7 +683,8 @@ CREATE FUNCTION netrun_pool.pool_stats(
     OUT query_p95_ms double precision,
     OUT errors_total bigint, OUT timeouts_total bigint, OUT exhausted_total bigint,
     OUT created_total bigint, OUT closed_total bigint, OUT recycled_total bigint,
-    OUT last_error text, OUT last_error_at timestamptz, OUT stats_reset timestamptz)
+    OUT last_error text, OUT last_error_at timestamptz, OUT stats_reset timestamptz,
+    OUT pipelined_total bigint)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'netrun_pool_stats'
 LANGUAGE C STRICT VOLATILE;

@@ -53,6 +53,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "cancel.h"
 #include "channel.h"
 #include "guard.h"
 #include "health.h"
@@ -166,6 +167,14 @@ typedef struct RemoteConn
 	bool		last_alone;		/* the last call queued runs alone */
 	bool		pipe_tenant;	/* a call in the pipeline carried a tenant */
 	bool		reset_after_call;	/* the last Sync ends a reset after a call */
+
+	/*
+	 * A cancel on its way to the remote (cancel.c): the call it ran was
+	 * abandoned while calls waited behind it in the pipeline.
+	 */
+	bool		cancel_pending;
+	RemoteCancel cancel;
+	TimestampTz cancel_deadline;
 } RemoteConn;
 
 typedef struct Pool
@@ -375,6 +384,8 @@ conn_close(RemoteConn *rc)
 
 	if (rc->ncalls > 0)
 		conn_fail_calls(rc, "the connection was closed");
+	if (rc->cancel_pending)
+		cancel_close(&rc->cancel);
 
 	/* a begin() transaction dies with its connection: tell its backend */
 	if (rc->pin_txn && rc->pinned_to >= 0)
@@ -1603,7 +1614,10 @@ request_start(Request *req, RemoteConn *rc)
 
 	req->rc = rc;
 	if (behind)
+		{
 		req->pipelined = true;	/* it never hands the connection back */
+		STATS_BUMP(req->stats_index, pipelined_total);
+	}
 	else
 	{
 		rc->state = CONN_BUSY;
@@ -2344,11 +2358,8 @@ request_abandon(Request *req)
 	else if (req->rc)
 	{
 		RemoteConn *rc = req->rc;
+		bool		others = rc->ncalls > 1;
 
-		/*
-		 * Mid-query: closing is the non-blocking way to stop the remote.
-		 * Calls pipelined behind it hear that their outcome is unknown.
-		 */
 		req->rc = NULL;
 		if (rc->req == req)
 			rc->req = NULL;
@@ -2359,7 +2370,28 @@ request_abandon(Request *req)
 			if (seg->req == req)
 				seg->req = NULL;
 		}
-		conn_close(rc);
+
+		/*
+		 * Mid-query.  With calls pipelined behind it, a cancel stops the
+		 * remote's statement: its error skips the rest of this call, and
+		 * the calls behind run as if nothing happened.  Alone, closing the
+		 * connection is the quicker way (and what a cancel that cannot be
+		 * sent falls back to): the remote's client_connection_check_interval
+		 * ends the query there.
+		 */
+		if (others && !rc->cancel_pending && cancel_start(rc->conn, &rc->cancel))
+		{
+			int			r = cancel_advance(&rc->cancel);
+
+			rc->cancel_pending = r == 0;
+			rc->cancel_deadline =
+				TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+											rc->pool->settings.connect_timeout_ms);
+			if (r < 0)
+				conn_close(rc);
+		}
+		else if (!others || !rc->cancel_pending)
+			conn_close(rc);
 	}
 	request_free(req);
 }
@@ -2495,13 +2527,15 @@ pool_dispatch(Pool *pool)
 		return;
 	pool->dispatching = true;
 
+	opening = pool_count_state(pool, CONN_CONNECTING) + pool_count_state(pool, CONN_SETUP);
 	while (!dlist_is_empty(&pool->waiters))
 	{
 		Request    *req = dlist_container(Request, node,
 										  dlist_head_node(&pool->waiters));
 		RemoteConn *rc = pool_take_idle(pool);
 
-		if (rc == NULL)
+		/* waiters the connections being opened will serve wait for them */
+		if (rc == NULL && pool->nwaiting > opening)
 			rc = pool_take_pipeline(pool, req);
 		if (rc == NULL)
 			break;
@@ -3429,6 +3463,30 @@ pool_check_deadlines(void)
 		{
 			RemoteConn *rc = dlist_container(RemoteConn, node, wit.cur);
 
+			if (rc->cancel_pending)
+			{
+				int			r = cancel_advance(&rc->cancel);
+
+				if (r != 0)
+					rc->cancel_pending = false;
+				if (r < 0 || (r == 0 && rc->cancel_deadline <= now))
+				{
+					/* the cancel could not be sent: stop the remote by closing */
+					if (rc->cancel_pending)
+						cancel_close(&rc->cancel);
+					rc->cancel_pending = false;
+					conn_close(rc);
+					continue;
+				}
+				/* a connect under way: look again soon */
+				if (r == 0)
+				{
+					TimestampTz soon = TimestampTzPlusMilliseconds(now, 5);
+
+					if (next == 0 || soon < next)
+						next = soon;
+				}
+			}
 			if (rc->state != CONN_CONNECTING && rc->state != CONN_SETUP)
 				continue;
 			if (rc->connect_deadline <= now)

@@ -119,6 +119,7 @@ stats_reset_counters(int index)
 	SpinLockAcquire(&s->mutex);
 	s->acquired_total = s->queries_total = s->errors_total = 0;
 	s->timeouts_total = s->exhausted_total = 0;
+	s->pipelined_total = 0;
 	s->created_total = s->closed_total = s->recycled_total = 0;
 	memset(&s->acquire_wait, 0, sizeof(s->acquire_wait));
 	memset(&s->query_time, 0, sizeof(s->query_time));

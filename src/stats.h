@@ -70,6 +70,7 @@ typedef struct NetrunPoolStats
 	int64		created_total;	/* remote connections opened */
 	int64		closed_total;	/* ... closed, for any reason */
 	int64		recycled_total; /* ... closed because of recycle_s */
+	int64		pipelined_total;	/* calls sent behind another call */
 	StatsHistogram acquire_wait;	/* from arrival to a connection */
 	StatsHistogram query_time;	/* from a connection to the end */
 	char		last_error[STATS_ERROR_LEN];

@@ -210,7 +210,7 @@ optional_arg(FunctionCallInfo fcinfo, int n)
  * ---------------------------------------------------------------------
  */
 
-#define POOL_STATS_COLS 31
+#define POOL_STATS_COLS 32
 
 Datum
 netrun_pool_stats(PG_FUNCTION_ARGS)
@@ -267,6 +267,7 @@ netrun_pool_stats(PG_FUNCTION_ARGS)
 		values[c++] = TimestampTzGetDatum(st->last_error_at);
 		nulls[c] = st->stats_reset == 0;
 		values[c++] = TimestampTzGetDatum(st->stats_reset);
+		values[c++] = Int64GetDatum(st->pipelined_total);
 		Assert(c == POOL_STATS_COLS);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
@@ -600,7 +601,7 @@ typedef enum PromValue
 {
 	PROM_POOL_SIZE, PROM_OPEN, PROM_CHECKED_OUT, PROM_IDLE, PROM_OVERFLOW,
 	PROM_WAITING, PROM_UTILIZATION,
-	PROM_ACQUIRED, PROM_QUERIES, PROM_ERRORS, PROM_TIMEOUTS, PROM_EXHAUSTED,
+	PROM_ACQUIRED, PROM_QUERIES, PROM_ERRORS, PROM_TIMEOUTS, PROM_EXHAUSTED, PROM_PIPELINED,
 	PROM_CREATED, PROM_CLOSED, PROM_RECYCLED,
 	PROM_HEALTHY, PROM_CIRCUIT_OPEN, PROM_FAILURES, PROM_LATENCY,
 	PROM_IS_REPLICA, PROM_LAG
@@ -627,6 +628,7 @@ static const PromFamily prom_families[] = {
 	{"netrun_pool_errors_total", "counter", "Calls that ended in an error.", PROM_ERRORS},
 	{"netrun_pool_timeouts_total", "counter", "Calls ended by a time limit.", PROM_TIMEOUTS},
 	{"netrun_pool_exhausted_total", "counter", "Callers that gave up waiting for a connection.", PROM_EXHAUSTED},
+	{"netrun_pool_pipelined_total", "counter", "Calls sent in a connection's pipeline behind another call.", PROM_PIPELINED},
 	{"netrun_pool_connections_created_total", "counter", "Remote connections opened.", PROM_CREATED},
 	{"netrun_pool_connections_closed_total", "counter", "Remote connections closed.", PROM_CLOSED},
 	{"netrun_pool_connections_recycled_total", "counter", "Remote connections closed for their age (recycle_s).", PROM_RECYCLED},
@@ -681,6 +683,9 @@ prom_value(const ViewRow *r, PromValue v, double *out)
 			break;
 		case PROM_EXHAUSTED:
 			*out = st->exhausted_total;
+			break;
+		case PROM_PIPELINED:
+			*out = st->pipelined_total;
 			break;
 		case PROM_CREATED:
 			*out = st->created_total;
