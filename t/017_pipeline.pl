@@ -44,7 +44,7 @@ $local->safe_psql('postgres', qq{
 });
 is($local->safe_psql('postgres', "SELECT netrun_pool.fetchval('p', 'SELECT 42')"), '42', 'the pool serves');
 
-sub stat
+sub pool_stat
 {
 	my ($col) = @_;
 	return $local->safe_psql('postgres', "SELECT $col FROM netrun_pool.pool_stats WHERE name = 'p'");
@@ -103,7 +103,7 @@ sub head_call
 sub pipelined_call
 {
 	my ($sql) = @_;
-	my $before = stat('pipelined_total');
+	my $before = pool_stat('pipelined_total');
 	my $c = call($sql);
 	ok($local->poll_query_until('postgres',
 			"SELECT pipelined_total > $before FROM netrun_pool.pool_stats WHERE name = 'p'"),
@@ -128,7 +128,7 @@ sub local_pid_of
 		"SELECT pid FROM pg_stat_activity WHERE query LIKE '%$pattern%' AND pid <> pg_backend_pid()");
 }
 
-my $created = stat('created_total');
+my $created = pool_stat('created_total');
 
 # ------------------------------------------------ an error mid-pipeline
 {
@@ -185,7 +185,7 @@ $local->safe_psql('postgres', "SELECT netrun_pool.configure('p', pipeline_depth 
 	is(rows_of('c_queued'), '0', 'the queued call was dropped: never run');
 	is(rows_of('c_x'), '1', 'the call that was on its way ran on the remote (documented)');
 	is(rows_of('c_keep'), '1', 'c_keep applied once');
-	is(stat('created_total'), $created, 'the connection survived the cancels');
+	is(pool_stat('created_total'), $created, 'the connection survived the cancels');
 	is($local->safe_psql('postgres', "SELECT netrun_pool.fetchval('p', 'SELECT 7')"), '7', 'the pool serves');
 }
 
@@ -218,7 +218,7 @@ $local->safe_psql('postgres', "SELECT netrun_pool.configure('p', pipeline_depth 
 {
 	my $b = barrier_up();
 	my $head = head_call();
-	my $before = stat('pipelined_total');
+	my $before = pool_stat('pipelined_total');
 	my $a = pipelined_call("SELECT netrun_pool.exec('p', 'INSERT INTO w (who) VALUES (\$1)', ARRAY['s_a'])");
 	my $begin = call("SELECT netrun_pool.exec('p', ' /* opens a transaction */ BEGIN')");
 	ok($local->poll_query_until('postgres', "SELECT waiting FROM netrun_pool.pool_stats WHERE name = 'p'", '1'),
@@ -227,7 +227,7 @@ $local->safe_psql('postgres', "SELECT netrun_pool.configure('p', pipeline_depth 
 	my $c = call("SELECT netrun_pool.exec('p', 'INSERT INTO w (who) VALUES (\$1)', ARRAY['s_c'])");
 	ok($local->poll_query_until('postgres', "SELECT waiting FROM netrun_pool.pool_stats WHERE name = 'p'", '3'),
 		'the calls after it wait their turn');
-	is(stat('pipelined_total') - $before, 1, 'only the INSERT went out behind the running call');
+	is(pool_stat('pipelined_total') - $before, 1, 'only the INSERT went out behind the running call');
 	barrier_down($b);
 	finish($head);
 	is((finish($a))[0], 'INSERT 0 1', 's_a applied');
@@ -268,7 +268,7 @@ SELECT netrun_pool.fetchval('p', 'SELECT 1', read_only => true);
 EOS
 	close($fh);
 	$local->safe_psql('postgres', "SELECT netrun_pool.configure('p', pipeline_depth => 8)");
-	my $before = stat('pipelined_total');
+	my $before = pool_stat('pipelined_total');
 	my ($pout, $perr) = ('', '');
 	IPC::Run::run([ 'pgbench', '-n', '-c', '16', '-j', '2', '-t', '50', '-f', $script,
 			'-d', $local->connstr('postgres') ],
@@ -276,12 +276,12 @@ EOS
 	like($pout, qr/number of transactions actually processed: 800\/800/, 'pgbench: 16 clients x 50 calls all done')
 	  or diag($perr);
 	unlike($pout . $perr, qr/failed transactions: [1-9]|tenant mix-up|ERROR/, 'no call failed, no tenant mix-up');
-	cmp_ok(stat('pipelined_total') - $before, '>', 0, 'calls were pipelined');
+	cmp_ok(pool_stat('pipelined_total') - $before, '>', 0, 'calls were pipelined');
 	is($remote->safe_psql('postgres', "SELECT count(*), count(DISTINCT n) FROM w WHERE who = 'bench'"),
 		'800|16', 'every write landed once');
 	is($remote->safe_psql('postgres', "SELECT min(c), max(c) FROM (SELECT count(*) c FROM w WHERE who = 'bench' GROUP BY n) s"),
 		'50|50', '50 writes for each client');
 }
 
-is(stat('checked_out') . '|' . stat('waiting'), '0|0', 'nothing is left checked out');
+is(pool_stat('checked_out') . '|' . pool_stat('waiting'), '0|0', 'nothing is left checked out');
 done_testing();
