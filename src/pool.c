@@ -368,8 +368,8 @@ conn_fail_calls(RemoteConn *rc, const char *why)
 			request_set_error(req, "08007",
 							  psprintf("the outcome of the call on netrun_pool connection \"%s\" is unknown",
 									   req->pool_name),
-							  psprintf("The call was sent in a pipeline behind another, and the connection ended before its answer came (%s); the remote may or may not have run it.",
-									   why),
+							  psprintf("The call was sent in a pipeline behind another, and the connection ended before its answer came (%.*s); the remote may or may not have run it.",
+									   (int) strcspn(why, "\n"), why),
 							  "Check the remote before running it again.", NULL);
 		request_conclude(req);
 	}
