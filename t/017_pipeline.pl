@@ -39,7 +39,7 @@ $local->safe_psql('postgres', 'CREATE EXTENSION netrun_pool');
 ok(NetrunTest::wait_for_state($local, 'postgres', 'running'), 'worker running');
 my $conninfo = NetrunTest::tcp_conninfo($remote);
 $local->safe_psql('postgres', qq{
-	SELECT netrun_pool.register('p', '$conninfo', pool_max => 1, pipeline_depth => 4,
+	SELECT netrun_pool.register('p', '$conninfo', pool_max => 1, pipeline_depth => 5,
 	    acquire_timeout_ms => 120000, tenant_guard => 'off');
 });
 is($local->safe_psql('postgres', "SELECT netrun_pool.fetchval('p', 'SELECT 42')"), '42', 'the pool serves');
