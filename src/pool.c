@@ -12,10 +12,16 @@
  *	  final 'C' or 'E' -> the connection is reset (DISCARD ALL and our
  *	  settings) and returns to the pool.
  *
- * A plain call is one pipeline in one write: its tenant (when the remote
- * session holds another; with the guard, a signed assertion, guard.c), its
- * statement, a Sync, then the reset and a Sync (request_send_pipelined).
- * Calls that open or join a transaction go step by step, and get the same
+ * A call is one segment of its connection's pipeline, in one write: its
+ * BEGIN (READ ONLY) when it has a transaction of its own, its tenant (when
+ * the remote session holds another; with the guard, a signed assertion,
+ * guard.c), its statement(s), a Sync, its COMMIT and a Sync when it began,
+ * then the reset and a Sync (request_send_pipelined).  It is answered at
+ * its last Sync, once committed.  With pipeline_depth > 1, the calls of
+ * other callers may follow on the same connection before the first is
+ * answered (pool_take_pipeline); each PipeSeg says whose results the
+ * next Sync ends (conn_pipeline_read).  begin(), session mode, and a call
+ * that runs alone with a tenant to set go step by step, and get the same
  * reset after their last step (conn_reset).  Nothing one caller does to a
  * remote session reaches the next.
  *
@@ -28,8 +34,9 @@
  *
  * A request whose backend goes away (error, cancel, exit: the channel
  * detaches) loses its connection: the worker closes it, and the remote's
- * client_connection_check_interval ends the query there.  libpq 15 has no
- * non-blocking cancel, and a blocking PQcancel would stall every caller.
+ * client_connection_check_interval ends the query there.  With calls
+ * pipelined behind it, the worker sends a cancel instead (cancel.c), so
+ * that they go on.
  *
  *-------------------------------------------------------------------------
  */

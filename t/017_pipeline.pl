@@ -289,5 +289,8 @@ EOS
 		'50|50', '50 writes for each client');
 }
 
-is(pool_stat('checked_out') . '|' . pool_stat('waiting'), '0|0', 'nothing is left checked out');
+# the gauges are published every 250 ms
+ok($local->poll_query_until('postgres',
+		"SELECT checked_out || '|' || waiting FROM netrun_pool.pool_stats WHERE name = 'p'", '0|0'),
+	'nothing is left checked out');
 done_testing();
