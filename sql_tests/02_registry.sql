@@ -121,6 +121,10 @@ SELECT netrun_pool.revoke_usage('nope', current_user::regrole);
 -- configure checks the merged row.
 SELECT netrun_pool.configure('reporting', pool_min => 10);
 SELECT netrun_pool.configure('reporting', kind => 'huge');
+-- pipeline_depth: 1 (off, the default) to 16.
+SELECT netrun_pool.configure('reporting', pipeline_depth => 0);
+SELECT netrun_pool.configure('reporting', pipeline_depth => 17);
+SELECT netrun_pool.register('deep', 'dbname=x', pipeline_depth => NULL);
 -- Nothing above changed the registry.
 SELECT count(*) FROM netrun_pool.registry;
 
