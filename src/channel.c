@@ -269,7 +269,7 @@ channel_spin(void)
 
 	if (netrun_spin_wait_us <= 0 ||
 		my_last_wait_us > (uint64) netrun_spin_wait_us ||
-		pg_atomic_read_u32(&netrun_shared->active_calls) > 1 ||
+		pg_atomic_read_u32(&netrun_shared->active_calls) > NETRUN_SPIN_MAX_CALLS ||
 		!pg_atomic_compare_exchange_u32(&netrun_shared->spinner, &none,
 										(uint32) MyProcPid))
 		return false;
@@ -285,7 +285,7 @@ channel_spin(void)
 		if ((i & 7) == 0)
 		{
 			/* another call came: its work needs the CPU */
-			if (pg_atomic_read_u32(&netrun_shared->active_calls) > 1)
+			if (pg_atomic_read_u32(&netrun_shared->active_calls) > NETRUN_SPIN_MAX_CALLS)
 				break;
 			INSTR_TIME_SET_CURRENT(now);
 			INSTR_TIME_SUBTRACT(now, my_sent_at);

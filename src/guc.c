@@ -120,7 +120,7 @@ netrun_define_gucs(void)
 
 	DefineCustomIntVariable("netrun_pool.spin_wait_us",
 							"How long a caller polls for its answer, and the worker for a lone call's next event, before sleeping, in microseconds.",
-							"A caller polls only when its previous answer came within this time, no other call is in flight and no other caller polls; the worker only while at most one call is in flight. Both yield the CPU while they poll. 0 turns polling off.",
+							"A caller polls only when its previous answer came within this time, at most one other call is in flight and no other caller polls; the worker only while at most two calls are in flight. Both yield the CPU while they poll. 0 turns polling off.",
 							&netrun_spin_wait_us,
 							500, 0, 10000,
 							PGC_SUSET,

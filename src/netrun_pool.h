@@ -47,6 +47,14 @@ extern int	netrun_max_connections;
 extern char *netrun_secret_key_file;
 extern int	netrun_health_interval_ms;
 extern int	netrun_spin_wait_us;
+
+/*
+ * Polling (spin_wait_us) pays while at most this many calls are in
+ * flight: with two, each call still finds the other side awake, and the
+ * calls' own work fits the two CPUs polling leaves to it on a small
+ * machine.  With more, the waits overlap and sleeping costs nothing.
+ */
+#define NETRUN_SPIN_MAX_CALLS	2
 extern int	netrun_degraded_latency_ms;
 extern int	netrun_unhealthy_after;
 extern int	netrun_degraded_error_percent;

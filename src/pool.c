@@ -3637,7 +3637,7 @@ conn_wait_events(RemoteConn *rc)
 }
 
 /*
- * A lone call's turns, polled instead of slept: while exactly one call is
+ * A few calls' turns, polled instead of slept: while one or two calls are
  * in flight (for up to netrun_pool.spin_wait_us from now), or within
  * spin_wait_us after the last call ended, the worker polls its event set
  * before it sleeps, yielding the CPU at every turn, as a lone caller does
@@ -3653,7 +3653,7 @@ pool_poll(WaitEvent *events, int nevents)
 	instr_time	since,
 				now;
 
-	if (netrun_spin_wait_us <= 0 || active_calls > 1)
+	if (netrun_spin_wait_us <= 0 || active_calls > NETRUN_SPIN_MAX_CALLS)
 		return 0;
 	if (active_calls == 1)
 		INSTR_TIME_SET_CURRENT(since);
