@@ -295,7 +295,7 @@ probe_start(HealthProbe *p, struct Pool *pool, const NetrunPoolSlot *settings,
 		probe_close(p);
 		p->fresh = true;
 		snprintf(appname, sizeof(appname), "netrun_pool_probe:%s", settings->name);
-		p->conn = pool_connect_start(pool, appname, &error, &local);
+		p->conn = pool_connect_start(pool, appname, NULL, &error, &local);
 		p->serial = ++probe_serials;
 		if (p->conn == NULL && local)
 		{

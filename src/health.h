@@ -69,6 +69,7 @@ extern void health_note_call(HealthProbe *p, bool remote_fault);
 /* pool.c: start a connection to the pool's remote (a descriptor is taken) */
 extern void pool_probe_succeeded(struct Pool *pool);
 extern PGconn *pool_connect_start(struct Pool *pool, const char *application_name,
+								  const char *options,
 								  char **error, bool *local);
 extern void pool_connect_close(PGconn *conn);
 

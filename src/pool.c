@@ -160,6 +160,13 @@ typedef struct RemoteConn
 	char		housekeeping_error[256];
 	/* our session settings, applied after each DISCARD ALL (conn_reset) */
 	char		settings_sql[512];
+	/*
+	 * The settings came with the startup packet (pool_startup_options) and
+	 * held: DISCARD ALL's RESET ALL puts them back by itself, and the reset
+	 * needs no second statement.
+	 */
+	bool		used_options;
+	bool		settings_in_options;
 
 	/*
 	 * The pipeline: what each Sync still to come ends, oldest first (a
@@ -202,6 +209,7 @@ typedef struct Pool
 	int			stats_index;	/* its NetrunPoolStats entry, or -1 */
 	HealthProbe probe;			/* health.c */
 	int			probe_watch_pos;	/* its probe's entry in the event set, or -1 */
+	bool		startup_options_refused;	/* the remote said no to ours */
 } Pool;
 
 typedef enum RequestStep
@@ -452,7 +460,8 @@ pool_decrypt_secret(Pool *pool, char **error)
  * here.
  */
 PGconn *
-pool_connect_start(Pool *pool, const char *appname, char **error, bool *local)
+pool_connect_start(Pool *pool, const char *appname, const char *options,
+				   char **error, bool *local)
 {
 	const char *keys[64];
 	const char *vals[64];
@@ -502,7 +511,14 @@ pool_connect_start(Pool *pool, const char *appname, char **error, bool *local)
 		if (o->val)
 		{
 			keys[n] = o->keyword;
-			vals[n++] = o->val;
+			vals[n] = o->val;
+			/* our settings after the registered options: ours win */
+			if (options && strcmp(o->keyword, "options") == 0)
+			{
+				vals[n] = psprintf("%s %s", o->val, options);
+				options = NULL;
+			}
+			n++;
 		}
 	if (secret_opts)
 		for (PQconninfoOption *o = secret_opts; o->keyword && n < 50; o++)
@@ -512,6 +528,11 @@ pool_connect_start(Pool *pool, const char *appname, char **error, bool *local)
 				vals[n++] = o->val;
 			}
 
+	if (options)
+	{
+		keys[n] = "options";
+		vals[n++] = options;
+	}
 	keys[n] = "application_name";
 	vals[n++] = appname;
 	keys[n] = "client_encoding";
@@ -546,6 +567,25 @@ pool_connect_start(Pool *pool, const char *appname, char **error, bool *local)
 	return conn;
 }
 
+/*
+ * The pool's session settings for the startup packet ("options"): the
+ * text conversions rely on DateStyle, IntervalStyle and extra_float_digits,
+ * the pool's statement timeout, and the remote's check for a client that
+ * went away, which is how a call cancelled by closing stops there.  As
+ * session defaults they survive DISCARD ALL (conn_queue_reset).
+ */
+static const char *
+pool_startup_options(Pool *pool)
+{
+	static char buf[256];
+
+	snprintf(buf, sizeof(buf),
+			 "-c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3 "
+			 "-c statement_timeout=%d -c client_connection_check_interval=%d",
+			 pool->settings.statement_timeout_ms, REMOTE_CHECK_INTERVAL_MS);
+	return buf;
+}
+
 static RemoteConn *
 conn_start(Pool *pool, char **error)
 {
@@ -553,9 +593,12 @@ conn_start(Pool *pool, char **error)
 	RemoteConn *rc;
 	PGconn	   *conn;
 	bool		local;
+	bool		options = !pool->startup_options_refused;
 
 	snprintf(appname, sizeof(appname), "netrun_pool:%s", pool->settings.name);
-	conn = pool_connect_start(pool, appname, error, &local);
+	conn = pool_connect_start(pool, appname,
+							  options ? pool_startup_options(pool) : NULL,
+							  error, &local);
 	if (conn == NULL)
 		return NULL;
 
@@ -565,6 +608,7 @@ conn_start(Pool *pool, char **error)
 	rc->watch_pos = -1;
 	rc->pool = pool;
 	rc->conn = conn;
+	rc->used_options = options;
 	rc->state = CONN_CONNECTING;
 	rc->poll = PGRES_POLLING_WRITING;
 	rc->pinned_to = -1;
@@ -747,8 +791,16 @@ conn_queue_reset(RemoteConn *rc)
 {
 	PGconn	   *conn = rc->conn;
 
+	/*
+	 * Once set up, a connection whose settings came in its startup packet
+	 * gets them back from DISCARD ALL itself (RESET ALL returns each
+	 * setting to its session default, which the startup packet set), and
+	 * its tenant setting returns to '' (its default once it has been set:
+	 * a placeholder's, or the remote guard's own).
+	 */
 	if (!PQsendQueryParams(conn, "DISCARD ALL", 0, NULL, NULL, NULL, NULL, 0) ||
-		!PQsendQueryParams(conn, rc->settings_sql, 0, NULL, NULL, NULL, NULL, 0) ||
+		((!rc->settings_in_options || rc->state == CONN_SETUP) &&
+		 !PQsendQueryParams(conn, rc->settings_sql, 0, NULL, NULL, NULL, NULL, 0)) ||
 		!PQpipelineSync(conn))
 		return false;
 	/* what the calls queued behind it will find */
@@ -827,6 +879,25 @@ conn_advance_connect(RemoteConn *rc)
 	{
 		char	   *msg = conn_error_message(rc->conn);
 
+		/*
+		 * A pgbouncer refuses a startup "options" (unless told to ignore
+		 * it), and a remote before PostgreSQL 14 one of our settings: the
+		 * pool connects without them from now on, at once, and sets them
+		 * with a statement after each DISCARD ALL instead.
+		 */
+		if (rc->used_options &&
+			(strstr(msg, "unsupported startup parameter") ||
+			 strstr(msg, "unrecognized configuration parameter")))
+		{
+			Pool	   *pool = rc->pool;
+
+			pool->startup_options_refused = true;
+			elog(LOG, "netrun_pool connection \"%s\": the remote refused the settings in the startup packet; they are set after each reset instead: %s",
+				 pool->settings.name, msg);
+			conn_close(rc);
+			pool_dispatch(pool);
+			return;
+		}
 		conn_failed_to_connect(rc, msg);
 		return;
 	}
@@ -834,6 +905,12 @@ conn_advance_connect(RemoteConn *rc)
 		return;
 
 	rc->used_password = PQconnectionUsedPassword(rc->conn);
+	/* the remote reports DateStyle and IntervalStyle: did ours hold? */
+	rc->settings_in_options = rc->used_options &&
+		PQparameterStatus(rc->conn, "DateStyle") &&
+		strncmp(PQparameterStatus(rc->conn, "DateStyle"), "ISO,", 4) == 0 &&
+		PQparameterStatus(rc->conn, "IntervalStyle") &&
+		strcmp(PQparameterStatus(rc->conn, "IntervalStyle"), "postgres") == 0;
 	if (PQsetnonblocking(rc->conn, 1) != 0)
 	{
 		conn_failed_to_connect(rc, "could not make the connection non-blocking");
