@@ -917,16 +917,18 @@ conn_advance_connect(RemoteConn *rc)
 		return;
 	}
 	/*
-	 * The session settings text conversion relies on, and the connection's
-	 * statement timeout, applied after connecting, as postgres_fdw does (a
-	 * startup "options" string would lose to PGDATESTYLE and friends in the
-	 * server's environment, and a pgbouncer in front of the remote refuses
-	 * it), and again after each DISCARD ALL.  On PG >= 14 the remote also
-	 * checks for a client that went away, which is how a cancelled call
-	 * stops there.  Last, the tenant setting is set to "", so that a fresh
-	 * and a reused connection look the same to a policy (never set, it
-	 * would be NULL).  One statement: the reset is two statements in all.
-	 * The setting's name was checked at registration (a.b, lowercase).
+	 * The session settings the text conversions rely on, the connection's
+	 * statement timeout, and (PG >= 14) the remote's check for a client
+	 * that went away, which is how a call cancelled by closing stops
+	 * there.  They came in the startup packet (pool_startup_options), and
+	 * are applied again here, after connecting, as postgres_fdw does: a
+	 * PGDATESTYLE in the worker's environment, or a pgbouncer that ignores
+	 * "options", would otherwise win.  The same statement sets the tenant
+	 * setting to "", so that a fresh and a reused connection look the same
+	 * to a policy (never set, it would be NULL); after a DISCARD ALL it is
+	 * "" again by itself.  It follows each DISCARD ALL only when the
+	 * startup settings did not hold (conn_queue_reset).  The setting's
+	 * name was checked at registration (a.b, lowercase).
 	 */
 	snprintf(rc->settings_sql, sizeof(rc->settings_sql),
 			 "SELECT pg_catalog.set_config('DateStyle', 'ISO', false), "
