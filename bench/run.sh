@@ -173,8 +173,26 @@ S4_BYTES=$(rval "SELECT sum(length(id::text) + length(payload)) FROM t WHERE id 
 # small ring and leaves them cold, and the first contestant of S2 then paid
 # for the reads of the others
 rval "CREATE EXTENSION pg_prewarm; SELECT pg_prewarm('t') + pg_prewarm('t_pkey')" >/dev/null
+# (pg_buffercache: the dirty buffers before and after each cell, in $DIAG)
+rval "CREATE EXTENSION pg_buffercache" >/dev/null
 rval "CHECKPOINT" >/dev/null
 sync
+# The table's state for the cells (pg_visibility): pages all-visible and
+# all-frozen.  A page that is not all-visible may hold tuples without hint
+# bits, and the first cell to read them then writes them (dirties the page).
+rval "CREATE EXTENSION pg_visibility" >/dev/null
+read -r T_PAGES T_ALL_VISIBLE T_ALL_FROZEN < <(rval "SELECT count(*), count(*) FILTER (WHERE all_visible), count(*) FILTER (WHERE all_frozen) FROM pg_visibility_map('t')" | tr '|' ' ')
+log "t: $T_PAGES pages, $T_ALL_VISIBLE all-visible, $T_ALL_FROZEN all-frozen"
+# What a fresh remote backend pays the first time it touches the table's
+# buffers: pg_prewarm('t', 'buffer') twice in one new session, the first
+# time mapping each shared buffer into the process (page faults), the
+# second time not; the difference per block is the first-touch cost that a
+# new remote connection (dblink, postgres_fdw, direct: every cell) pays on
+# each block it reads for the first time, and a pooled one has paid before.
+FIRST_TOUCH=$(printf '%s\n' '\timing on' "SELECT pg_prewarm('t', 'buffer');" "SELECT pg_prewarm('t', 'buffer');" | rpsql -At |
+	awk '/^Time: / {t[++n] = $2} /^[0-9]+$/ {b = $1} END {printf "%.1f %.1f %.2f\n", t[1], t[2], (t[1] - t[2]) * 1000 / b}')
+read -r FIRST_TOUCH_MS SECOND_TOUCH_MS FIRST_TOUCH_US <<<"$FIRST_TOUCH"
+log "a fresh backend's pg_prewarm of t: ${FIRST_TOUCH_MS} ms, again ${SECOND_TOUCH_MS} ms: ${FIRST_TOUCH_US} µs per block touched first"
 
 dsn() { echo "host=127.0.0.1 port=$REMOTE_PORT dbname=bench user=$1"; }
 
@@ -323,8 +341,12 @@ label() {
 
 # The sampler: the remote's client backends by role, every 100 ms, leaving
 # out itself and netrun_pool's health probes (application_name
-# netrun_pool_probe:NAME), which are not pooled connections.
-SAMPLE_SQL="SELECT extract(epoch FROM clock_timestamp())::numeric(16,1) || ' ' || coalesce(string_agg(u || '=' || n, ' '), '') FROM (SELECT usename::text AS u, count(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND coalesce(application_name, '') NOT LIKE 'netrun_pool_probe:%' GROUP BY 1) s"
+# netrun_pool_probe:NAME), which are not pooled connections.  Each line:
+# the time, ROLE=N per role, then w:ROLE:WHAT=N, what the role's backends
+# were doing: CPU (active, no wait event: running or runnable), the wait
+# event of an active backend (LWLock:BufferContent, ...), or the state of
+# one that is not active (idle, idle_in_transaction, ...).
+SAMPLE_SQL="SELECT extract(epoch FROM clock_timestamp())::numeric(16,1) || ' ' || coalesce(string_agg(k || '=' || n, ' ' ORDER BY o, k), '') FROM (SELECT 0 AS o, usename::text AS k, count(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND coalesce(application_name, '') NOT LIKE 'netrun_pool_probe:%' GROUP BY 2 UNION ALL SELECT 1, 'w:' || usename || ':' || CASE WHEN state = 'active' THEN coalesce(wait_event_type || ':' || wait_event, 'CPU') ELSE translate(coalesce(state, 'none'), ' ()', '___') END, count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND coalesce(application_name, '') NOT LIKE 'netrun_pool_probe:%' GROUP BY 2) s"
 sampler_start() {
 	printf '%s \\watch 0.1\n' "$SAMPLE_SQL" |
 		psql -X -At -h 127.0.0.1 -p "$REMOTE_PORT" -U "$BENCH_USER" -d bench >"$1" 2>/dev/null 9>&- &
@@ -352,10 +374,58 @@ CELLS=$WORK/out/cells.tsv
 ROUND_CELLS=$WORK/out/round_cells.tsv
 printf 'contestant\tscenario\tclients\ttps\txacts\tfailed\taborted\tavg_ms\tp95_ms\tp99_ms\tpeak_conns\tworker_cpu_s\tworker_cpu_pct\trss_before_kb\trss_after_kb\thwm_growth_kb\tacq_p95_ms\tacquired\tqueries\terrors\tcreated\tnote\n' >"$CELLS"
 
+# What the machine and the remote did during a cell, for $DIAG (a line per
+# cell): the machine's CPU by /proc/stat (user, system, idle, iowait,
+# steal), context switches and page faults; the remote's counters
+# (pg_stat_database of bench: commits, blocks hit and read; checkpoints and
+# buffers written, pg_stat_bgwriter; WAL bytes; dirty buffers in
+# shared_buffers, pg_buffercache: a read-only cell that dirties pages is
+# setting hint bits).  The remote's backends flush their counters at most
+# once a second and at exit: a pooled connection's last second may land in
+# the next cell.
+DIAG=$WORK/out/diag.tsv
+printf 'id\tcontestant\tscenario\tclients\tround\ttps\ttps_after_1s\tall_first_done_s\tcpu_user_pct\tcpu_sys_pct\tcpu_idle_pct\tcpu_iowait_pct\tcpu_steal_pct\tcs_per_xact\tpgfault_per_xact\tremote_commits\tremote_blks_hit_per_xact\tremote_blks_read\tcheckpoints\tbuffers_written\twal_kb\tdirty_buffers_delta\tremote_backends\ttx_per_second\n' >"$DIAG"
+machine_snap() { # user system idle iowait steal ctxt pgfault (ticks, counts)
+	{
+		awk '/^cpu / {print $2 + $3, $4 + $7 + $8, $5, $6, $9} /^ctxt / {print $2}' /proc/stat
+		awk '/^pgfault / {print $2}' /proc/vmstat
+	} | paste -sd' '
+}
+remote_snap() { # commits blks_hit blks_read checkpoints buffers_written wal_bytes dirty_buffers
+	rval "SELECT concat_ws(' ', d.xact_commit, d.blks_hit, d.blks_read, b.checkpoints_timed + b.checkpoints_req, b.buffers_checkpoint + b.buffers_clean + b.buffers_backend, w.wal_bytes, (SELECT count(*) FROM pg_buffercache WHERE isdirty)) FROM pg_stat_database d, pg_stat_bgwriter b, pg_stat_wal w WHERE d.datname = 'bench'" 2>/dev/null || echo "- - - - - - -"
+}
+# wait_summary SAMPLES ROLE: what ROLE's remote backends were doing, as
+# shares of all their samples, the largest first ("CPU 41%, idle 52%, ...")
+wait_summary() {
+	awk -v r="w:$2:" '{ for (i = 2; i <= NF; i++) if (index($i, r) == 1) { split(substr($i, length(r) + 1), kv, "="); n[kv[1]] += kv[2]; t += kv[2] } }
+		END { for (k in n) printf "%d %s\n", n[k] * 1000 / t, k }' "$1" | sort -rn |
+		awk '$1 >= 5 { printf "%s%s %.0f%%", (k++ ? ", " : ""), $2, $1 / 10 } END { if (!k) printf "-" }'
+}
+# tx_phases LOGDIR: from pgbench's per-transaction log, tps after the
+# first second (the first completion + 1 s to the last); the seconds from
+# the first completion until every client had ended its first transaction
+# (the one that makes the dblink and postgres_fdw connections); and the
+# transactions completed in each second of the cell ("16210,16950,...")
+tx_phases() {
+	cat "$1"/tx.* 2>/dev/null | awk '{ t = $5 + $6 / 1e6; if (!n++ || t < t0) t0 = t; if (t > t1) t1 = t; all[NR] = t
+			if (!($1 in first) || $2 < firstno[$1]) { first[$1] = t; firstno[$1] = $2 } }
+		END { if (n < 2) { print "- - -"; exit }
+			for (i in all) { if (all[i] >= t0 + 1) m++; sec[int(all[i] - t0)]++ }
+			for (k in first) if (first[k] > f) f = first[k]
+			for (k = 0; k <= int(t1 - t0); k++) series = series (k ? "," : "") (sec[k] + 0)
+			printf "%.0f %.2f %s\n", (t1 - t0 > 1 ? m / (t1 - t0 - 1) : 0), f - t0, series }'
+}
+
 run_cell() { # run_cell CONTESTANT SCENARIO CLIENTS [ROUND]: a line in $CELLS (round 1) or $ROUND_CELLS
 	local who=$1 s=$2 c=$3 round=${4:-1} id="$1_$2_c$3"
 	local cells=$CELLS
 	[ "$round" -gt 1 ] && id="${id}_r$round" && cells=$ROUND_CELLS
+	# a cell that a PLAN of its own repeats: _2, _3, ...
+	if [ -e "$WORK/logs/$id" ]; then
+		local k=2
+		while [ -e "$WORK/logs/${id}_$k" ]; do k=$((k + 1)); done
+		id="${id}_$k"
+	fi
 	local j=$((c < 2 ? c : 2)) host_args out=$WORK/logs/$id
 	local np=0 pool= t0 t1 r0 ticks0 ticks1 rss1 hwm1
 	case $who in np4 | np16) np=1 pool=${who#np}; pool=p$pool ;; esac
@@ -375,11 +445,15 @@ run_cell() { # run_cell CONTESTANT SCENARIO CLIENTS [ROUND]: a line in $CELLS (r
 		r0=$(proc_rss "$WORKER_PID" || echo 0)
 		ticks0=$(proc_ticks "$WORKER_PID" || echo 0)
 	fi
+	local m0 m1 rs0 rs1
+	rs0=$(remote_snap)
+	m0=$(machine_snap)
 	sampler_start "$WORK/samples/$id.txt"
 	t0=$(date +%s.%N)
 	pgbench -n -M simple -T "$DURATION" -c "$c" -j "$j" -f "$WORK/scripts/${who}_${s,,}.sql" \
 		-D connected=0 -l --log-prefix="$out/tx" "${host_args[@]}" >"$out/stdout" 2>"$out/stderr" || true
 	t1=$(date +%s.%N)
+	m1=$(machine_snap)
 	sampler_stop
 	local tps xacts failed aborted lat peak note=
 	tps=$(awk '/^tps = / {print $3; exit}' "$out/stdout")
@@ -415,6 +489,20 @@ run_cell() { # run_cell CONTESTANT SCENARIO CLIENTS [ROUND]: a line in $CELLS (r
 	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
 		"$who" "$s" "$c" "${tps:--}" "${xacts:--}" "${failed:--}" "${aborted:-0}" $lat "$peak" \
 		"$wcpu" "$wpct" "${r0:--}" "$rss_a" "$hwm_g" "$acq" "$acquired" "$queries" "$errors" "$created" "${note:--}" >>"$cells"
+	rs1=$(remote_snap)
+	{
+		printf '%s\t%s\t%s\t%s\t%s\t%s\t' "$id" "$who" "$s" "$c" "$round" "${tps:--}"
+		tx_phases "$out" | cut -d' ' -f1-2 | tr ' ' '\t' | tr -d '\n'
+		printf '\t'
+		echo "$m0 $m1 ${xacts:-0}" | awk '{ n = 7; tot = 0; for (i = 1; i <= 5; i++) { d[i] = $(n + i) - $i; tot += d[i] }
+			x = $(2 * n + 1); if (tot <= 0) tot = 1
+			printf "%.0f\t%.0f\t%.0f\t%.1f\t%.1f\t%s\t%s\t", 100 * d[1] / tot, 100 * d[2] / tot, 100 * d[3] / tot, 100 * d[4] / tot, 100 * d[5] / tot,
+				(x > 0 ? sprintf("%.1f", ($(n + 6) - $6) / x) : "-"), (x > 0 ? sprintf("%.2f", ($(n + 7) - $7) / x) : "-") }'
+		echo "$rs0 $rs1 ${xacts:-0}" | awk '$1 == "-" || $8 == "-" { printf "-\t-\t-\t-\t-\t-\t-\t"; next }
+			{ x = $15; printf "%d\t%s\t%d\t%d\t%d\t%.0f\t%d\t", $8 - $1, (x > 0 ? sprintf("%.1f", ($9 - $2) / x) : "-"), $10 - $3, $11 - $4, $12 - $5, ($13 - $6) / 1024, $14 - $7 }'
+		wait_summary "$WORK/samples/$id.txt" "$(remote_role "$who")"
+		printf '\t%s\n' "$(tx_phases "$out" | cut -d' ' -f3)"
+	} >>"$DIAG"
 	log "$([ "$round" -gt 1 ] && echo "round $round: ")$(printf '%-6s %s c=%-3s tps %10s  p95 %8s ms  remote conns %3s%s' "$who" "$s" "$c" "${tps:--}" "$(echo "$lat" | cut -d' ' -f2)" "$peak" \
 		"$([ $np = 1 ] && echo "  worker cpu ${wpct}%  acquire p95 ${acq} ms")")"
 }
@@ -422,12 +510,17 @@ run_cell() { # run_cell CONTESTANT SCENARIO CLIENTS [ROUND]: a line in $CELLS (r
 # ----------------------------------------------------------------- cells
 # Scenario by scenario, then clients, the contestants side by side in time.
 if [ $MODE = quick ]; then
-	PLAN="S1:1,32 S2:1,32"
-	CONTESTANTS="np4 dblink direct"
+	DEFAULT_PLAN="S1:1,32 S2:1,32"
+	DEFAULT_CONTESTANTS="np4 dblink direct"
 else
-	PLAN="S1:1,8,32,128 S2:1,8,32 S3:1,32 S4:1,8,32 S5:1,32"
-	CONTESTANTS="np4 np16 dblink cpc fdw pgb direct"
+	DEFAULT_PLAN="S1:1,8,32,128 S2:1,8,32 S3:1,32 S4:1,8,32 S5:1,32"
+	DEFAULT_CONTESTANTS="np4 np16 dblink cpc fdw pgb direct"
 fi
+# PLAN and CONTESTANTS from the environment run other cells (a look at one
+# cell: PLAN="S2:32 S2:32" CONTESTANTS=dblink ROUNDS=1); the targets and
+# tables then show what ran
+PLAN=${PLAN:-$DEFAULT_PLAN}
+CONTESTANTS=${CONTESTANTS:-$DEFAULT_CONTESTANTS}
 in_plan() { # whether CONTESTANT runs at SCENARIO and CLIENTS
 	local who=$1 s=$2 c=$3
 	[ "$c" = 128 ] && [ "$s" = S1 ] && case $who in cpc | fdw) return 1 ;; esac
@@ -796,6 +889,19 @@ REPORT=$RESULT_BASE.md
 			done
 		done
 	fi
+	echo
+	echo "## The machine and the remote during each cell"
+	echo
+	echo "In the order the cells ran. tps after 1 s: pgbench's per-transaction log from 1 s after the first transaction ended to the last (the clients' connects left out); all connected: seconds from the first transaction's end until every client had ended its first (where dblink and postgres_fdw connect). CPU: the whole machine's, /proc/stat (user, system, idle, iowait, steal, % of all cores), with context switches and page faults per transaction. Remote: pg_stat_database (bench) blocks hit per transaction and blocks read, checkpoints and buffers written (pg_stat_bgwriter), WAL written, the change in dirty buffers (pg_buffercache: pages a cell dirtied, by hint bits if it only read), and what the contestant's remote backends were doing in the 100 ms samples (CPU: active without a wait event; idle: waiting for the client)."
+	echo
+	echo "| contestant | scenario | c | round | tps | tps after 1 s | all connected s | CPU us/sy/id/wa/st % | cs / xact | faults / xact | remote blks hit / xact | blks read | ckpts | bufs written | WAL kB | dirtied | remote backends |"
+	echo "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+	awk -F'\t' 'NR > 1 { printf "| %s | %s | %s | %s | %.0f | %s | %s | %s/%s/%s/%s/%s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+		$2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $17, $18, $19, $20, $21, $22, $23 }' "$DIAG" |
+		while IFS= read -r line; do
+			who=$(echo "$line" | cut -d'|' -f2 | tr -d ' ')
+			echo "$line" | sed "s/^| $who |/| $(label "$who") |/"
+		done
 	echo
 	echo "## Raw cells"
 	echo
