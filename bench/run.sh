@@ -98,6 +98,9 @@ trap 'exit 130' INT TERM
 chmod 755 "$WORK"
 
 log() { printf '[%4ds] %s\n' $((SECONDS - T0)) "$*" >&2; }
+PROBLEMS=$WORK/out/problems.txt
+: >"$PROBLEMS"
+problem() { echo "$*" >>"$PROBLEMS"; log "PROBLEM: $*"; }
 
 log "building and installing netrun_pool (optimized, no asserts)"
 copy_tree "$here" "$WORK/src" "$BENCH_USER"
@@ -155,7 +158,13 @@ psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$REMOTE_PORT" -U "$BENCH_USER" -d
 ROLES="bench_np4 bench_np16 bench_dblink bench_cpc bench_fdw bench_pgb bench_direct bench_idle bench_mem"
 {
 	for r in $ROLES; do echo "CREATE ROLE $r LOGIN;"; done
+	# synchronous_commit = on for the load: with the server's off, the
+	# COMMIT returned before its WAL (and the 1M rows' before it) was
+	# flushed, VACUUM could then set no hint bit (a hint needs the commit
+	# flushed) nor mark a page all-visible, and the first S2 cells set the
+	# hint bits of the tuples they read, dirtying the table's pages
 	cat <<'SQL'
+SET synchronous_commit = on;
 BEGIN;
 CREATE TABLE t (id int PRIMARY KEY, payload text NOT NULL);
 INSERT INTO t SELECT g, repeat(md5(g::text), 3) FROM generate_series(1, 1000000) g;
@@ -165,7 +174,7 @@ CREATE VIEW one AS SELECT 1 AS x;
 GRANT SELECT ON t, one TO PUBLIC;
 GRANT INSERT ON ins TO PUBLIC;
 GRANT USAGE ON SEQUENCE ins_id_seq TO PUBLIC;
-VACUUM ANALYZE t;
+VACUUM (FREEZE, ANALYZE) t;
 SQL
 } | rpsql
 S4_BYTES=$(rval "SELECT sum(length(id::text) + length(payload)) FROM t WHERE id <= 100000")
@@ -183,6 +192,7 @@ sync
 rval "CREATE EXTENSION pg_visibility" >/dev/null
 read -r T_PAGES T_ALL_VISIBLE T_ALL_FROZEN < <(rval "SELECT count(*), count(*) FILTER (WHERE all_visible), count(*) FILTER (WHERE all_frozen) FROM pg_visibility_map('t')" | tr '|' ' ')
 log "t: $T_PAGES pages, $T_ALL_VISIBLE all-visible, $T_ALL_FROZEN all-frozen"
+[ "$T_ALL_VISIBLE" = "$T_PAGES" ] || problem "after VACUUM (FREEZE): only $T_ALL_VISIBLE of t's $T_PAGES pages are all-visible: the cells may set hint bits"
 # What a fresh remote backend pays the first time it touches the table's
 # buffers: pg_prewarm('t', 'buffer') twice in one new session, the first
 # time mapping each shared buffer into the process (page faults), the
@@ -257,9 +267,6 @@ proc_hwm() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 proc_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 proc_ns() { awk '{print $1}' "/proc/$1/schedstat"; }
 CLK_TCK=$(getconf CLK_TCK)
-PROBLEMS=$WORK/out/problems.txt
-: >"$PROBLEMS"
-problem() { echo "$*" >>"$PROBLEMS"; log "PROBLEM: $*"; }
 check_worker() { # the worker must be the one we started with
 	local p
 	p=$(lval "SELECT worker_pid FROM netrun_pool.worker_status()" 2>/dev/null || true)
@@ -466,7 +473,8 @@ run_cell() { # run_cell CONTESTANT SCENARIO CLIENTS [ROUND]: a line in $CELLS (r
 	fi
 	# latency from the per-transaction log, each client's first transaction
 	# left out (it makes the dblink and postgres_fdw connections)
-	lat=$(cat "$out"/tx.* 2>/dev/null | awk '$2 > 0 && $3 ~ /^[0-9]+$/ {print $3}' | sort -n |
+	# (pgbench numbers a client's transactions from 1)
+	lat=$(cat "$out"/tx.* 2>/dev/null | awk '$2 > 1 && $3 ~ /^[0-9]+$/ {print $3}' | sort -n |
 		awk '{v[NR] = $1; s += $1} END { if (NR == 0) { print "- - -"; exit }
 			i95 = int(NR * 0.95); if (i95 < NR * 0.95) i95++; i99 = int(NR * 0.99); if (i99 < NR * 0.99) i99++;
 			printf "%.3f %.3f %.3f\n", s / NR / 1000, v[i95] / 1000, v[i99] / 1000 }' || true)
@@ -794,7 +802,7 @@ REPORT=$RESULT_BASE.md
 	echo
 	echo "- Machine: $NCPU cores ($CPU_MODEL), $MEM_GB GB of memory. Everything runs on this one machine, over loopback TCP: pgbench, the local server, the remote server, pgbouncer. With 2 cores, the c=8 and above cells measure CPU contention as much as anything: pgbench, the local backends, the netrun_pool worker, pgbouncer and the remote backends share them."
 	echo "- PostgreSQL $PG_VERSION (local and remote), $BOUNCER_VERSION, pgbench from PostgreSQL $PG_VERSION; netrun_pool built from this tree without asserts (\`make\`, PGXS's -O2)."
-	echo "- Remote: table \`t (id int PRIMARY KEY, payload text)\`, 1,000,000 rows with a 96-character payload, loaded into shared_buffers (512 MB) with \`pg_prewarm\` before the first cell; \`ins (id bigserial PRIMARY KEY, v int)\` for S5; \`max_connections = 1200\`, \`synchronous_commit = off\` (S5 measures the call path, not the disk's fsync), \`autovacuum = off\`, \`jit = off\`."
+	echo "- Remote: table \`t (id int PRIMARY KEY, payload text)\`, 1,000,000 rows with a 96-character payload, loaded in one transaction committed with \`synchronous_commit = on\`, then \`VACUUM (FREEZE, ANALYZE)\`: $T_ALL_VISIBLE of its $T_PAGES pages all-visible, $T_ALL_FROZEN all-frozen (\`pg_visibility\`), so that no cell sets hint bits; table and index loaded into shared_buffers (512 MB) with \`pg_prewarm\` before the first cell; \`ins (id bigserial PRIMARY KEY, v int)\` for S5; \`max_connections = 1200\`, \`synchronous_commit = off\` (S5 measures the call path, not the disk's fsync), \`autovacuum = off\`, \`jit = off\`."
 	echo "- Local: \`shared_preload_libraries = 'netrun_pool'\`, \`max_connections = 200\`, \`max_worker_processes = 16\`, \`netrun_pool.max_pools = 128\`, \`netrun_pool.max_connections = 2000\`, \`max_files_per_process = 6000\` (and the server's soft descriptor limit raised to 16384: the worker holds one descriptor per remote connection, and with PostgreSQL's defaults it gets about a third of \`max_files_per_process = 1000\`), \`jit = off\` (else postgres_fdw's S4 plan is JIT-compiled on every call), \`autovacuum = off\`; other settings default (\`work_mem = 4MB\`: S4's tuplestores spill to disk for every contestant)."
 	echo "- Each contestant has its own role on the remote, so the remote's \`pg_stat_activity\` tells them apart (client backends, sampled every 100 ms; the sampler itself and netrun_pool's health probes, one connection per pool, application_name \`netrun_pool_probe:NAME\`, are left out)."
 	echo
@@ -808,7 +816,7 @@ REPORT=$RESULT_BASE.md
 	echo "| pgbench direct to the remote | the same SQL sent by pgbench to the remote itself: the physical limit (S4: the 100,000 rows go to pgbench) |"
 	echo
 	echo "The exact scripts are in \`bench/pgbench/\`. pgbench: \`-n -M simple -T $DURATION -c C -j min(C,2) -l\`."
-	echo "Latencies (avg, p95, p99) come from pgbench's per-transaction log, leaving out each client's first transaction (the one where dblink and postgres_fdw connect, and netrun_pool makes its channel); tps is pgbench's (without initial connection time)."
+	echo "Latencies (avg, p95, p99) come from pgbench's per-transaction log, leaving out each client's first transaction (the one where dblink and postgres_fdw connect, and netrun_pool makes its channel); tps is pgbench's (without initial connection time: pgbench's own connections; a dblink or postgres_fdw connect in the first transaction is counted)."
 	if [ $MODE = quick ]; then
 		echo "Quick mode: S1 and S2 at c = 1 and 32, three contestants (netrun_pool pool_max 4, persistent dblink, direct), $DURATION s per cell; no idle test."
 	else
