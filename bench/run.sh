@@ -107,7 +107,10 @@ copy_tree "$here" "$WORK/src" "$BENCH_USER"
 chown -R "$BENCH_USER:" "$WORK"
 build_and_install "$WORK/src" "$BENCH_USER" -j2
 
-LOCAL_PORT=$(next_port 56432 "$WORK/run")
+# below the ephemeral range (32768-60999 on Linux): a port in it can be
+# taken by any client connection's local end, and a listen on it then
+# fails (pgbouncer's did, after a test run had left many)
+LOCAL_PORT=$(next_port 26432 "$WORK/run")
 REMOTE_PORT=$(next_port $((LOCAL_PORT + 1)) "$WORK/run")
 BOUNCER_PORT=$(next_port $((REMOTE_PORT + 1)) "$WORK/run")
 
