@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench/run.sh: netrun_pool against dblink, postgres_fdw and pgbouncer.
 #
-#   bash bench/run.sh            # as root: the full run (under 15 minutes)
-#   QUICK=1 bash bench/run.sh    # S1 and S2 at c = 1 and 32, three contestants (under a minute)
+#   bash bench/run.sh            # as root: the full run (under 20 minutes)
+#   QUICK=1 bash bench/run.sh    # S1, S2 at c = 1 and 32, S6, S7 at c = 1, few contestants (about a minute)
 #
 # It builds and installs netrun_pool (optimized, no asserts) from a copy of
 # this tree, starts a remote server with a 1-million-row table, pgbouncer in
@@ -11,23 +11,32 @@
 # netrun_bench under $NETRUN_BENCH_DIR (default /var/tmp/netrun_pool_bench_run,
 # made anew each run).  pgbench then runs every cell (contestant x scenario x
 # clients) with its per-transaction log, while the remote's pg_stat_activity
-# is sampled every 100 ms.  The results go to bench/results/<date>.md
+# is sampled every 100 ms (its backends by role, and what they wait on).
+# The results go to bench/results/<date>.md
 # (<date>-quick.md in quick mode) with a chart beside it (.png); the summary
 # table and the targets are also printed to stdout, and sit in the results
 # file between <!-- bench:summary:start --> and <!-- bench:summary:end -->.
-# A full run also puts them in README and docs/benchmarks.md (bench/publish.sh).
+# A full run also puts them in README and docs/benchmarks.md (bench/publish.sh;
+# NO_PUBLISH=1 leaves them alone, for a run that checks the harness).
 # A missed target is reported, not fatal.
 #
-# The cells the targets compare (S1 and S2 at c = 1 and 32) run ROUNDS
-# times in all (3 in full mode, 1 in quick), the extra rounds after the
-# main pass, each round with the contestants side by side in time; a
-# target's verdict is the median over the rounds of the ratio within a
-# round, so a burst of noise on this shared machine moves one round, not
-# the verdict.  The tables show the main pass.
+# Scenarios: S1 SELECT 1; S2 one row by primary key; S3 100 rows; S4
+# 100,000 rows; S5 an INSERT; S6 S2 carrying a tenant (netrun_pool: the
+# tenant set once per client with set_tenant(), by set_config on p4 and by
+# the remote guard on p4g; dblink: set_config(..., true) and the query in
+# one remote transaction); S7 S2 as a read_only call.
+#
+# The cells the targets compare run ROUNDS times in all (3 in full mode, 1
+# in quick), the extra rounds after the main pass, in groups whose cells
+# run side by side in time (ROUND_GROUPS); a target's verdict is the
+# median over the rounds of the ratio within a round, so a burst of noise
+# on this shared machine moves one round, not the verdict.  The tables
+# show the main pass.
 #
 # It takes /tmp/netrun_pool.lock, as scripts/test.sh does, so the two never
 # run at the same time.  Environment: QUICK=1; DURATION (seconds per cell);
-# ROUNDS; KEEP=1 keeps the servers' folder (the servers are always stopped).
+# ROUNDS; PLAN and CONTESTANTS (other cells: see "cells" below); KEEP=1
+# keeps the servers' folder (the servers are always stopped); NO_PUBLISH=1.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 bench=$here/bench
@@ -134,12 +143,24 @@ CONF
 	as_user "$BENCH_USER" bash -c "ulimit -n 16384 && exec pg_ctl -D '$WORK/$name' -l '$WORK/$name.log' -w start" >/dev/null 9>&-
 }
 
+# The tenant guard's key (S6 with the guard): the same file for both
+# servers, 32 random bytes as hex, readable only by the servers' user.
+od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$WORK/guard.key"
+chown "$BENCH_USER:" "$WORK/guard.key"
+chmod 600 "$WORK/guard.key"
+
 log "starting the remote server on 127.0.0.1:$REMOTE_PORT"
+# netrun_pool.tenant_mode and guard_key_file are inert in a session that
+# does not load netrun_pool: only the role bench_npg loads it at session
+# start (ALTER ROLE ... SET session_preload_libraries, below), so the other
+# contestants' remote sessions run without its hooks
 start_server remote "$REMOTE_PORT" "max_connections = 1200
 shared_buffers = 512MB
 synchronous_commit = off
 wal_level = minimal
-max_wal_senders = 0"
+max_wal_senders = 0
+netrun_pool.tenant_mode = pool
+netrun_pool.guard_key_file = '$WORK/guard.key'"
 log "starting the local server on 127.0.0.1:$LOCAL_PORT (netrun_pool preloaded)"
 start_server local "$LOCAL_PORT" "max_connections = 200
 shared_preload_libraries = 'netrun_pool'
@@ -147,6 +168,7 @@ netrun_pool.database = 'postgres'
 max_worker_processes = 16
 netrun_pool.max_pools = 128
 netrun_pool.max_connections = 2000
+netrun_pool.guard_key_file = '$WORK/guard.key'
 max_files_per_process = 6000"
 
 # clients run as root and connect over TCP as the servers' superuser
@@ -158,7 +180,7 @@ rval() { rpsql -At -c "$1"; }
 log "loading the remote: t (1,000,000 rows), ins, the view one, a role per contestant"
 psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$REMOTE_PORT" -U "$BENCH_USER" -d postgres -c "CREATE DATABASE bench"
 # one remote role per contestant, so pg_stat_activity tells them apart
-ROLES="bench_np4 bench_np16 bench_dblink bench_cpc bench_fdw bench_pgb bench_direct bench_idle bench_mem"
+ROLES="bench_np4 bench_np16 bench_npg bench_dblink bench_cpc bench_fdw bench_pgb bench_direct bench_idle bench_mem"
 {
 	for r in $ROLES; do echo "CREATE ROLE $r LOGIN;"; done
 	# synchronous_commit = on for the load: with the server's off, the
@@ -281,8 +303,8 @@ check_worker() { # the worker must be the one we started with
 	fi
 }
 
-register_pool() { # register_pool NAME SIZE ROLE
-	lval "SELECT netrun_pool.register('$1', '$(dsn "$3")', pool_max => $2, pool_min => $2, acquire_timeout_ms => 60000, password_required => false)" >/dev/null
+register_pool() { # register_pool NAME SIZE ROLE [TENANT_GUARD]
+	lval "SELECT netrun_pool.register('$1', '$(dsn "$3")', pool_max => $2, pool_min => $2, acquire_timeout_ms => 60000, password_required => false, tenant_guard => '${4:-off}')" >/dev/null
 }
 wait_pools() { # wait_pools SECONDS: every pool full and healthy
 	wait_for "$1" "SELECT count(*) FILTER (WHERE total < pool_min) + count(*) FILTER (WHERE status <> 'healthy') FROM netrun_pool.pool_stats" 0
@@ -318,14 +340,64 @@ BACKEND_RSS_BASE=$(awk -F'|' '$1 == "base" {print $2}' "$WORK/out/backend_mem.tx
 BACKEND_RSS_ONE=$(awk -F'|' '$1 == "one" {print $2}' "$WORK/out/backend_mem.txt")
 BACKEND_RSS_TWO=$(awk -F'|' '$1 == "two" {print $2}' "$WORK/out/backend_mem.txt")
 
+# The remote tenant guard, for p4g (S6 with the guard): netrun_pool in the
+# remote database, loaded at session start for bench_npg only, with
+# tenant_mode = pool and the shared key from the remote's configuration.
+# p4 and p16 have tenant_guard => 'off': a call that carries a tenant sets
+# the connection's tenant_setting (app.current_tenant_id) by set_config.
+rval "CREATE EXTENSION netrun_pool" >/dev/null
+rval "ALTER ROLE bench_npg SET session_preload_libraries = 'netrun_pool'" >/dev/null
+register_pool p4g 4 bench_npg required
+wait_for 30 "SELECT pools FROM netrun_pool.worker_status()" 3 || die "the worker did not pick up p4g"
+wait_pools 30 || die "pool p4g did not become healthy and full"
+wait_for 10 "SELECT tenant_guard FROM netrun_pool.health WHERE name = 'p4g'" enforced ||
+	problem "p4g: the remote guard is not enforced ($(lval "SELECT tenant_guard || ': ' || coalesce(tenant_guard_detail, '') FROM netrun_pool.health WHERE name = 'p4g'"))"
+
+# Functional checks of what S6, S7 and dblink with a tenant send: each
+# line KEY|value.  A tenant set once in a session reaches the remote with
+# each call (p4: as app.current_tenant_id; p4g: as the guarded tenant);
+# read_only runs in a read-only remote transaction; dblink's two
+# statements in one call are one remote transaction, so set_config(...,
+# true) lasts for the query and not after it.
+lpsql -At -F'|' -v ON_ERROR_STOP=0 >"$WORK/out/checks.txt" 2>&1 <<SQL
+SELECT 'set', netrun_pool.set_tenant('tenant_check');
+SELECT 'p4_tenant', netrun_pool.fetchval('p4', \$\$SELECT current_setting('app.current_tenant_id', true)\$\$);
+SELECT 'p4g_tenant', netrun_pool.fetchval('p4g', 'SELECT netrun_pool.current_tenant()');
+SELECT 'p4g_spoof', netrun_pool.fetchval('p4g', \$\$SELECT set_config('netrun_pool.tenant_id', 'other', false)\$\$);
+SELECT 'p4_read_only', netrun_pool.fetchval('p4', 'SHOW transaction_read_only', read_only => true);
+SELECT 'p4_plain', netrun_pool.fetchval('p4', 'SHOW transaction_read_only');
+SELECT dblink_connect('bench', '$(dsn bench_dblink)');
+SELECT 'dblink_tenant', v FROM dblink('bench', \$\$SELECT NULL::int, set_config('app.current_tenant_id', 'tenant_check', true); SELECT id, current_setting('app.current_tenant_id') || ':' || id FROM t WHERE id = 42\$\$) AS t(id int, v text);
+SELECT 'dblink_after', v FROM dblink('bench', \$\$SELECT coalesce(nullif(current_setting('app.current_tenant_id', true), ''), '<none>')\$\$) AS t(v text);
+SQL
+check_val() { awk -F'|' -v k="$1" '$1 == k {print $2; exit}' "$WORK/out/checks.txt"; }
+expect() { # expect KEY VALUE WHAT
+	local got
+	got=$(check_val "$1")
+	[ "$got" = "$2" ] || problem "functional check: $3: expected '$2', got '${got:-nothing}' (see $WORK/out/checks.txt)"
+}
+expect p4_tenant tenant_check "p4 (tenant_guard off) carries the tenant as app.current_tenant_id"
+expect p4g_tenant tenant_check "p4g (the remote guard) carries the tenant as netrun_pool.current_tenant()"
+expect p4_read_only on "read_only => true runs in a read-only remote transaction"
+expect p4_plain off "a plain call is not read-only"
+expect dblink_tenant tenant_check:42 "dblink: set_config(..., true) and the query in one call"
+expect dblink_after '<none>' "dblink: the tenant set locally is gone in the next call"
+grep -q "ERROR: .*netrun_pool.tenant_id" "$WORK/out/checks.txt" && [ -z "$(check_val p4g_spoof)" ] ||
+	problem "functional check: p4g: the call's own SQL could set netrun_pool.tenant_id on the remote (see $WORK/out/checks.txt)"
+lval "SELECT netrun_pool.reset_stats()" >/dev/null
+
 # --------------------------------------------------------------- scripts
+pool_of() { # the netrun_pool connection of a contestant (none: not a pool)
+	case $1 in np4 | np4s0) echo p4 ;; np16) echo p16 ;; npg) echo p4g ;; esac
+}
 for f in "$bench"/pgbench/*.sql; do
 	b=$(basename "$f" .sql)
 	s=${b##*_}
 	case $b in
 	np_*)
-		sed "s/@POOL@/p4/" "$f" >"$WORK/scripts/np4_$s.sql"
-		sed "s/@POOL@/p16/" "$f" >"$WORK/scripts/np16_$s.sql" ;;
+		for who in np4 np16 npg np4s0; do
+			sed "s/@POOL@/$(pool_of $who)/" "$f" >"$WORK/scripts/${who}_$s.sql"
+		done ;;
 	dblink_*)
 		sed "s|@CONNSTR@|$(dsn bench_dblink)|" "$f" >"$WORK/scripts/dblink_$s.sql"
 		sed "s|@CONNSTR@|host=127.0.0.1 port=$BOUNCER_PORT dbname=bench user=bench_pgb|" "$f" >"$WORK/scripts/pgb_$s.sql" ;;
@@ -336,13 +408,14 @@ done
 
 remote_role() {
 	case $1 in
-	np4) echo bench_np4 ;; np16) echo bench_np16 ;; dblink) echo bench_dblink ;;
+	np4 | np4s0) echo bench_np4 ;; np16) echo bench_np16 ;; npg) echo bench_npg ;; dblink) echo bench_dblink ;;
 	cpc) echo bench_cpc ;; fdw) echo bench_fdw ;; pgb) echo bench_pgb ;; direct) echo bench_direct ;;
 	esac
 }
 label() {
 	case $1 in
 	np4) echo "netrun_pool, pool_max 4" ;; np16) echo "netrun_pool, pool_max 16" ;;
+	npg) echo "netrun_pool, pool_max 4, remote guard" ;; np4s0) echo "netrun_pool, pool_max 4, spin_wait_us = 0" ;;
 	dblink) echo "dblink, persistent connection" ;; cpc) echo "dblink, connect per call" ;;
 	fdw) echo "postgres_fdw" ;; pgb) echo "dblink via pgbouncer (pool 4)" ;;
 	direct) echo "pgbench direct to the remote" ;;
@@ -378,6 +451,23 @@ wait_remote_quiet() {
 		[ "$(rval "SELECT count(*) FROM pg_stat_activity WHERE usename IN ('bench_dblink', 'bench_cpc', 'bench_fdw', 'bench_direct')")" = 0 ] && return 0
 		sleep 0.1
 	done
+}
+
+# set_spin_wait 0|default: netrun_pool.spin_wait_us for the backends and
+# the worker (superuser-only, and the worker reads the server's
+# configuration): ALTER SYSTEM and a reload, until a new session sees it;
+# then a moment for the worker to take the reload
+set_spin_wait() {
+	local want=$1
+	if [ "$want" = default ]; then
+		lval "ALTER SYSTEM RESET netrun_pool.spin_wait_us" >/dev/null
+		want=500
+	else
+		lval "ALTER SYSTEM SET netrun_pool.spin_wait_us = $want" >/dev/null
+	fi
+	lval "SELECT pg_reload_conf()" >/dev/null
+	wait_for 10 "SHOW netrun_pool.spin_wait_us" "$want" || problem "netrun_pool.spin_wait_us did not become $want"
+	sleep 0.3
 }
 
 CELLS=$WORK/out/cells.tsv
@@ -438,7 +528,8 @@ run_cell() { # run_cell CONTESTANT SCENARIO CLIENTS [ROUND]: a line in $CELLS (r
 	fi
 	local j=$((c < 2 ? c : 2)) host_args out=$WORK/logs/$id
 	local np=0 pool= t0 t1 r0 ticks0 ticks1 rss1 hwm1
-	case $who in np4 | np16) np=1 pool=${who#np}; pool=p$pool ;; esac
+	pool=$(pool_of "$who")
+	[ -n "$pool" ] && np=1
 	if [ "$who" = direct ]; then
 		host_args=(-h 127.0.0.1 -p "$REMOTE_PORT" -U bench_direct bench)
 	else
@@ -449,6 +540,7 @@ run_cell() { # run_cell CONTESTANT SCENARIO CLIENTS [ROUND]: a line in $CELLS (r
 	# the writes of earlier cells (pgbench logs, S5's rows) reach the disk
 	# now, not in the middle of this one
 	sync
+	[ "$who" = np4s0 ] && set_spin_wait 0
 	if [ $np = 1 ]; then
 		lval "SELECT netrun_pool.reset_stats('$pool')" >/dev/null || problem "$id: reset_stats failed"
 		echo 5 >"/proc/$WORKER_PID/clear_refs" 2>/dev/null || true
@@ -465,6 +557,7 @@ run_cell() { # run_cell CONTESTANT SCENARIO CLIENTS [ROUND]: a line in $CELLS (r
 	t1=$(date +%s.%N)
 	m1=$(machine_snap)
 	sampler_stop
+	[ "$who" = np4s0 ] && set_spin_wait default
 	local tps xacts failed aborted lat peak note=
 	tps=$(awk '/^tps = / {print $3; exit}' "$out/stdout")
 	xacts=$(awk -F': ' '/^number of transactions actually processed/ {split($2, a, "/"); print a[1]; exit}' "$out/stdout")
@@ -520,12 +613,15 @@ run_cell() { # run_cell CONTESTANT SCENARIO CLIENTS [ROUND]: a line in $CELLS (r
 
 # ----------------------------------------------------------------- cells
 # Scenario by scenario, then clients, the contestants side by side in time.
+# A PLAN item is SCENARIOS:CLIENTS; SCENARIOS joined by / run as one group
+# at each client count (S2/S6/S7: the plain call, the call with a tenant
+# and the read-only call side by side in time, their ratios taken there).
 if [ $MODE = quick ]; then
-	DEFAULT_PLAN="S1:1,32 S2:1,32"
-	DEFAULT_CONTESTANTS="np4 dblink direct"
+	DEFAULT_PLAN="S1:1,32 S2:1,32 S6/S7:1"
+	DEFAULT_CONTESTANTS="np4 npg np4s0 dblink direct"
 else
-	DEFAULT_PLAN="S1:1,8,32,128 S2:1,8,32 S3:1,32 S4:1,8,32 S5:1,32"
-	DEFAULT_CONTESTANTS="np4 np16 dblink cpc fdw pgb direct"
+	DEFAULT_PLAN="S1:1,2,8,32,128 S2/S6/S7:1,8,32 S3:1,32 S4:1,8,32 S5:1,32"
+	DEFAULT_CONTESTANTS="np4 np16 npg np4s0 dblink cpc fdw pgb direct"
 fi
 # PLAN and CONTESTANTS from the environment run other cells (a look at one
 # cell: PLAN="S2:32 S2:32" CONTESTANTS=dblink ROUNDS=1); the targets and
@@ -534,6 +630,15 @@ PLAN=${PLAN:-$DEFAULT_PLAN}
 CONTESTANTS=${CONTESTANTS:-$DEFAULT_CONTESTANTS}
 in_plan() { # whether CONTESTANT runs at SCENARIO and CLIENTS
 	local who=$1 s=$2 c=$3
+	case $who in
+	np4s0) [ "$s" = S1 ] && [ "$c" = 1 ]; return ;;  # only what the c = 1 target reports
+	npg) [ "$s" = S6 ]; return ;;
+	esac
+	case $s in
+	S6) case $who in np4 | dblink) return 0 ;; *) return 1 ;; esac ;;
+	S7) [ "$who" = np4 ]; return ;;
+	esac
+	[ "$s" = S1 ] && [ "$c" = 2 ] && case $who in np4 | dblink) ;; *) return 1 ;; esac
 	[ "$c" = 128 ] && [ "$s" = S1 ] && case $who in cpc | fdw) return 1 ;; esac
 	[ "$who" = cpc ] && [ "$c" -gt 8 ] && return 1
 	return 0
@@ -548,38 +653,46 @@ NCELLS=0
 GROUP=0
 log "running the cells ($MODE mode, $DURATION s each)"
 for item in $PLAN; do
-	s=${item%%:*}
 	for cc in $(echo "${item#*:}" | tr ',' ' '); do
+		# the group's cells, CONTESTANT/SCENARIO
+		cells_now=
+		for s in $(echo "${item%%:*}" | tr '/' ' '); do
+			for who in $CONTESTANTS; do
+				in_plan "$who" "$s" "$cc" && cells_now="$cells_now $who/$s"
+			done
+		done
+		[ -n "$cells_now" ] || continue
 		# each group of cells in another order: no contestant always goes first
 		GROUP=$((GROUP + 1))
-		for who in $(rotate $GROUP $CONTESTANTS); do
-			in_plan "$who" "$s" "$cc" || continue
-			run_cell "$who" "$s" "$cc"
+		for cell in $(rotate $GROUP $cells_now); do
+			run_cell "${cell%/*}" "${cell#*/}" "$cc"
 			NCELLS=$((NCELLS + 1))
 		done
 	done
 done
 
-# the target cells again, ROUNDS - 1 more times
+# The cells the targets compare run again, ROUNDS - 1 more times, in
+# groups: CLIENTS:CONTESTANT/SCENARIO,... (those a ratio compares side by
+# side in time).  Only the contestants that run (CONTESTANTS).
 ROUNDS=${ROUNDS:-$([ $MODE = full ] && echo 3 || echo 1)}
+ROUND_GROUPS="1:np4/S1,dblink/S1,np4s0/S1,cpc/S1,fdw/S1 1:np4/S2,dblink/S2,cpc/S2,fdw/S2,np4/S6,npg/S6,np4/S7
+2:np4/S1,dblink/S1 8:np4/S1,dblink/S1 8:np4/S2,np4/S6,npg/S6,np4/S7
+32:np4/S1,dblink/S1 32:np4/S2,dblink/S2 32:np4/S6,dblink/S6"
 : >"$ROUND_CELLS"
-target_cells() { # the contestants a target compares at SCENARIO and CLIENTS
-	case $2 in
-	1) echo "np4 dblink cpc fdw" ;;
-	32) echo "np4 dblink" ;;
-	esac
-}
 for ((round = 2; round <= ROUNDS; round++)); do
 	log "target cells, round $round of $ROUNDS"
 	rval "CHECKPOINT" >/dev/null
-	for s in S1 S2; do
-		for cc in 1 32; do
-			# each round in another order: no contestant always goes first
-			for who in $(rotate $((round - 1)) $(target_cells "$s" "$cc")); do
-				echo " $CONTESTANTS " | grep -q " $who " || continue
-				run_cell "$who" "$s" "$cc" "$round"
-				NCELLS=$((NCELLS + 1))
-			done
+	for g in $ROUND_GROUPS; do
+		cc=${g%%:*}
+		cells_now=
+		for cell in $(echo "${g#*:}" | tr ',' ' '); do
+			echo " $CONTESTANTS " | grep -q " ${cell%/*} " && cells_now="$cells_now $cell"
+		done
+		[ -n "$cells_now" ] || continue
+		# each round in another order: no contestant always goes first
+		for cell in $(rotate $((round - 1)) $cells_now); do
+			run_cell "${cell%/*}" "${cell#*/}" "$cc" "$round"
+			NCELLS=$((NCELLS + 1))
 		done
 	done
 done
@@ -591,7 +704,7 @@ if [ $MODE = full ]; then
 	sleep 1
 	IDLE_RSS0=$(proc_rss "$WORKER_PID")
 	IDLE_T0=$SECONDS
-	lval "BEGIN; SELECT netrun_pool.register(format('idle%s', lpad(g::text, 3, '0')), '$(dsn bench_idle)', pool_max => 10, pool_min => 10, password_required => false) FROM generate_series(1, 100) g; COMMIT" >/dev/null
+	lval "BEGIN; SELECT netrun_pool.register(format('idle%s', lpad(g::text, 3, '0')), '$(dsn bench_idle)', pool_max => 10, pool_min => 10, password_required => false, tenant_guard => 'off') FROM generate_series(1, 100) g; COMMIT" >/dev/null
 	if wait_for 180 "SELECT count(*) FILTER (WHERE total = 10 AND status = 'healthy') FROM netrun_pool.pool_stats WHERE name LIKE 'idle%'" 100; then
 		IDLE_WARM_S=$((SECONDS - IDLE_T0))
 		sleep 3
@@ -654,23 +767,40 @@ target() { # target TEXT MEASURED OK(1/0/empty = not measured)
 ge() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "") print ""; else print (a + 0 >= b + 0) ? 1 : 0 }'; }
 lt() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "") print ""; else print (a + 0 < b + 0) ? 1 : 0 }'; }
 
-# round_ratios A B SCENARIO CLIENTS: A's tps / B's in each round, "r1 r2 ..."
-round_ratios() {
-	local round a b r out=
+le() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "") print ""; else print (a + 0 <= b + 0) ? 1 : 0 }'; }
+
+# cell_value CONTESTANT SCENARIO CLIENTS ROUND COLUMN: one figure of that
+# round's cell (round 1: the main pass), or empty
+cell_value() {
+	if [ "$4" = 1 ]; then
+		value "$1" "$2" "$3" "$5"
+		return
+	fi
+	awk -F'\t' -v w="$1" -v s="$2" -v c="$3" -v n="$4" -v col="$5" '
+		NR == FNR { if (FNR == 1) for (i = 1; i <= NF; i++) idx[$i] = i; next }
+		$1 == w && $2 == s && $3 == c && ++k == n - 1 { v = $(idx[col]); if (v != "-") print v; exit }' "$CELLS" "$ROUND_CELLS"
+}
+# round_pair A_WHO A_SCENARIO B_WHO B_SCENARIO CLIENTS: A's tps / B's
+# within each round, "r1 r2 ..." (rounds where both ran)
+round_pair() {
+	local round r out=
 	for ((round = 1; round <= ROUNDS; round++)); do
-		if [ $round = 1 ]; then
-			a=$(value "$1" "$3" "$4" tps) b=$(value "$2" "$3" "$4" tps)
-		else
-			a=$(round_value "$1" "$3" "$4" $round)
-			b=$(round_value "$2" "$3" "$4" $round)
-		fi
-		r=$(ratio "$a" "$b")
+		r=$(ratio "$(cell_value "$1" "$2" "$5" $round tps)" "$(cell_value "$3" "$4" "$5" $round tps)")
 		[ -n "$r" ] && out="$out $r"
 	done
 	echo $out
 }
-round_value() { # round_value CONTESTANT SCENARIO CLIENTS ROUND: tps of that round's cell
-	awk -F'\t' -v w="$1" -v s="$2" -v c="$3" -v n="$4" '$1 == w && $2 == s && $3 == c && ++k == n - 1 { if ($4 != "-") print $4; exit }' "$ROUND_CELLS"
+round_ratios() { round_pair "$1" "$3" "$2" "$3" "$4"; } # round_ratios A B SCENARIO CLIENTS
+# round_us_per_call CONTESTANT SCENARIO CLIENTS: the worker's CPU per call
+# (µs, /proc/<pid>/stat over pool_stats' queries_total) in each round
+round_us_per_call() {
+	local round w q out=
+	for ((round = 1; round <= ROUNDS; round++)); do
+		w=$(cell_value "$1" "$2" "$3" $round worker_cpu_s)
+		q=$(cell_value "$1" "$2" "$3" $round queries)
+		[ -n "$w" ] && [ -n "$q" ] && [ "$q" -gt 0 ] && out="$out $(awk -v w="$w" -v q="$q" 'BEGIN {printf "%.1f", w * 1e6 / q}')"
+	done
+	echo $out
 }
 median() { echo "$@" | tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{v[NR] = $1} END { if (NR) printf "%.2f", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 # verdict text: "0.93× (rounds 0.93, 1.02, 0.98)" with the median first
@@ -679,17 +809,51 @@ rounds_text() {
 	m=$(median "$@")
 	if [ $# -gt 1 ]; then echo "${m:-–}× (median of rounds: $(echo "$@" | sed 's/ /, /g'))"; else echo "${m:-–}×"; fi
 }
-for s in S1 S2; do
-	rs=$(round_ratios np4 dblink $s 1)
-	r16=$(ratio "$(value np16 $s 1 tps)" "$(value dblink $s 1 tps)")
-	extra=
-	[ -n "$r16" ] && extra="; pool_max 16, main pass: ${r16}×"
-	target "c=1, $s: netrun_pool tps ≥ 0.8× persistent dblink" "$(rounds_text $rs)$extra" "$(ge "$(median $rs)" 0.8)"
+
+# The targets of issue 16 first: each a ratio of two cells of the same
+# round, the verdict the median over the rounds.
+rs=$(round_ratios np4 dblink S1 1)
+rs0=$(round_pair np4s0 S1 dblink S1 1)
+target "S1 c=1: netrun_pool (pool_max 4) tps ≥ 1.0× persistent dblink (default settings; also shown with netrun_pool.spin_wait_us = 0)" \
+	"$(rounds_text $rs); spin_wait_us = 0: $(rounds_text $rs0)" "$(ge "$(median $rs)" 1.0)"
+for spec in "2 1.0" "8 1.2" "32 1.5"; do
+	read -r cc want <<<"$spec"
+	rs=$(round_ratios np4 dblink S1 "$cc")
+	target "S1 c=$cc: netrun_pool (pool_max 4) tps ≥ ${want}× persistent dblink" "$(rounds_text $rs)" "$(ge "$(median $rs)" "$want")"
 done
-for s in S1 S2; do
-	rs=$(round_ratios np4 dblink $s 32)
-	target "c=32, $s: netrun_pool (pool_max 4) tps ≥ 1.0× persistent dblink" "$(rounds_text $rs)" "$(ge "$(median $rs)" 1.0)"
+rs=$(round_ratios np4 dblink S2 32)
+target "S2 c=32: netrun_pool (pool_max 4) tps ≥ 1.5× persistent dblink" "$(rounds_text $rs)" "$(ge "$(median $rs)" 1.5)"
+for cc in 1 8; do
+	rs=$(round_pair np4 S6 np4 S2 "$cc")
+	target "S6 c=$cc: a call carrying a tenant (set_config, tenant_guard off) ≥ 0.9× the plain call (S2), same pool" "$(rounds_text $rs)" "$(ge "$(median $rs)" 0.9)"
 done
+for cc in 1 8; do
+	rs=$(round_pair np4 S7 np4 S2 "$cc")
+	target "S7 c=$cc: a read_only call ≥ 0.9× the plain call (S2), same pool" "$(rounds_text $rs)" "$(ge "$(median $rs)" 0.9)"
+done
+for cc in 1 8; do
+	rs=$(round_pair npg S6 np4 S2 "$cc")
+	target "S6 with the remote guard c=$cc: a call carrying a tenant (tenant_guard required, pool_max 4) ≥ 0.85× the plain call (S2, pool_max 4)" "$(rounds_text $rs)" "$(ge "$(median $rs)" 0.85)"
+done
+rs=$(round_pair np4 S6 dblink S6 32)
+target "S6 c=32: netrun_pool (pool_max 4) with a tenant ≥ 1.5× persistent dblink with a tenant (set_config local and the query in one remote transaction)" "$(rounds_text $rs)" "$(ge "$(median $rs)" 1.5)"
+worst='' parts=''
+for sc in S1 S2 S6; do
+	us=$(round_us_per_call np4 "$sc" 32)
+	[ -n "$us" ] || continue
+	m=$(median $us)
+	parts="$parts${parts:+; }$sc ${m} µs"
+	[ "$(echo $us | wc -w)" -gt 1 ] && parts="$parts (rounds: $(echo $us | sed 's/ /, /g'))"
+	worst=$(awk -v a="$worst" -v b="$m" 'BEGIN { print (a == "" || b + 0 > a + 0) ? b : a }')
+done
+target "worker CPU per call at c=32 ≤ 15 µs (pool_max 4; the verdict on the worst of S1, S2, S6)" "${parts:-–}" "$(le "$worst" 15)"
+
+# the earlier targets that these do not replace
+rs=$(round_ratios np4 dblink S2 1)
+r16=$(ratio "$(value np16 S2 1 tps)" "$(value dblink S2 1 tps)")
+extra=
+[ -n "$r16" ] && extra="; pool_max 16, main pass: ${r16}×"
+target "c=1, S2: netrun_pool tps ≥ 0.8× persistent dblink" "$(rounds_text $rs)$extra" "$(ge "$(median $rs)" 0.8)"
 for s in S1 S2; do
 	pn=$(value np4 $s 32 peak_conns)
 	pd=$(value dblink $s 32 peak_conns)
@@ -737,6 +901,7 @@ SUMMARY=$WORK/out/summary.md
 	echo "| contestant | S1 c=1 | S1 c=32 | S1 c=128 | S1 p95 ms c=1 | S2 c=1 | S2 c=32 | S3 c=32 | S4 rows/s c=1 | S5 c=32 | conns c=32 |"
 	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	for who in $CONTESTANTS; do
+		case $who in npg | np4s0) continue ;; esac  # the next table
 		s4=$(value "$who" S4 1 tps)
 		[ -n "$s4" ] && s4=$(awk -v v="$s4" 'BEGIN {print v * 100000}')
 		printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$(label "$who")" \
@@ -746,6 +911,19 @@ SUMMARY=$WORK/out/summary.md
 			"$(fmt_int "$(value "$who" S3 32 tps)")" "$(fmt_int "$s4")" \
 			"$(fmt_int "$(value "$who" S5 32 tps)")" "$(value "$who" S1 32 peak_conns || true)"
 	done | sed 's/|  |/| – |/g; s/|  |/| – |/g'
+	echo
+	echo "S1 by clients, S2 next to S6 (S2 carrying a tenant: netrun_pool by set_config with tenant_guard off, or by the remote guard; dblink by set_config(..., true) and the query in one remote transaction) and S7 (S2 as a read_only call), tps:"
+	echo
+	echo "| contestant | S1 c=1 | S1 c=2 | S1 c=8 | S1 c=32 | S2 c=1 | S6 c=1 | S7 c=1 | S2 c=8 | S6 c=8 | S7 c=8 | S2 c=32 | S6 c=32 |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	for who in np4 np4s0 npg dblink; do
+		echo " $CONTESTANTS " | grep -q " $who " || continue
+		printf '| %s' "$(label "$who")"
+		for sc in S1:1 S1:2 S1:8 S1:32 S2:1 S6:1 S7:1 S2:8 S6:8 S7:8 S2:32 S6:32; do
+			printf ' | %s' "$(fmt_int "$(value "$who" "${sc%:*}" "${sc#*:}" tps)")"
+		done
+		printf ' |\n'
+	done
 	echo
 	echo "| target | measured | result |"
 	echo "|---|---|---|"
@@ -806,35 +984,42 @@ REPORT=$RESULT_BASE.md
 	echo "- Machine: $NCPU cores ($CPU_MODEL), $MEM_GB GB of memory. Everything runs on this one machine, over loopback TCP: pgbench, the local server, the remote server, pgbouncer. With 2 cores, the c=8 and above cells measure CPU contention as much as anything: pgbench, the local backends, the netrun_pool worker, pgbouncer and the remote backends share them."
 	echo "- PostgreSQL $PG_VERSION (local and remote), $BOUNCER_VERSION, pgbench from PostgreSQL $PG_VERSION; netrun_pool built from this tree without asserts (\`make\`, PGXS's -O2)."
 	echo "- Remote: table \`t (id int PRIMARY KEY, payload text)\`, 1,000,000 rows with a 96-character payload, loaded in one transaction committed with \`synchronous_commit = on\`, then \`VACUUM (FREEZE, ANALYZE)\`: $T_ALL_VISIBLE of its $T_PAGES pages all-visible, $T_ALL_FROZEN all-frozen (\`pg_visibility\`), so that no cell sets hint bits; table and index loaded into shared_buffers (512 MB) with \`pg_prewarm\` before the first cell; \`ins (id bigserial PRIMARY KEY, v int)\` for S5; \`max_connections = 1200\`, \`synchronous_commit = off\` (S5 measures the call path, not the disk's fsync), \`autovacuum = off\`, \`jit = off\`."
+	echo "- A fresh remote backend's first touch of the table's buffers: \`pg_prewarm('t', 'buffer')\` in a new session took $FIRST_TOUCH_MS ms, and again in the same session $SECOND_TOUCH_MS ms: **$FIRST_TOUCH_US µs per block** the first time a process maps a shared buffer. A new remote connection (persistent dblink, postgres_fdw and direct start new ones in every cell) pays it for each block it reads for the first time; a pooled connection, open since the setup, has paid it in earlier cells."
+	echo "- The remote tenant guard, for \`netrun_pool, pool_max 4, remote guard\` (p4g): \`CREATE EXTENSION netrun_pool\` in the remote database, \`netrun_pool.tenant_mode = pool\` and \`netrun_pool.guard_key_file\` in the remote's configuration (the same key file as the local server's \`netrun_pool.guard_key_file\`), and \`session_preload_libraries = 'netrun_pool'\` for the remote role of p4g only (\`ALTER ROLE bench_npg SET\`). docs/tenancy.md sets \`session_preload_libraries\` for the whole remote: then every contestant's remote sessions would load netrun_pool and run its hooks (the redaction's post_parse_analyze hook on every statement); here only p4g's do, so the other contestants are measured as before. The other pools have \`tenant_guard => 'off'\`: a call that carries a tenant sets \`app.current_tenant_id\` by \`set_config\`."
 	echo "- Local: \`shared_preload_libraries = 'netrun_pool'\`, \`max_connections = 200\`, \`max_worker_processes = 16\`, \`netrun_pool.max_pools = 128\`, \`netrun_pool.max_connections = 2000\`, \`max_files_per_process = 6000\` (and the server's soft descriptor limit raised to 16384: the worker holds one descriptor per remote connection, and with PostgreSQL's defaults it gets about a third of \`max_files_per_process = 1000\`), \`jit = off\` (else postgres_fdw's S4 plan is JIT-compiled on every call), \`autovacuum = off\`; other settings default (\`work_mem = 4MB\`: S4's tuplestores spill to disk for every contestant)."
 	echo "- Each contestant has its own role on the remote, so the remote's \`pg_stat_activity\` tells them apart (client backends, sampled every 100 ms; the sampler itself and netrun_pool's health probes, one connection per pool, application_name \`netrun_pool_probe:NAME\`, are left out)."
 	echo
 	echo "| contestant | how a call reaches the remote |"
 	echo "|---|---|"
-	echo "| netrun_pool, pool_max 4 / 16 | \`netrun_pool.fetchval / query / exec('p4' or 'p16', ...)\`; the pools registered with pool_min = pool_max, \`acquire_timeout_ms => 60000\`; \`reset_stats()\` before each run |"
-	echo "| dblink, persistent connection | \`dblink_connect('bench', connstr)\` in each pgbench client's first transaction, then \`dblink('bench', sql)\` / \`dblink_exec\` |"
+	echo "| netrun_pool, pool_max 4 / 16 | \`netrun_pool.fetchval / query / exec('p4' or 'p16', ...)\`; the pools registered with pool_min = pool_max, \`acquire_timeout_ms => 60000\`, \`tenant_guard => 'off'\`; \`reset_stats()\` before each run. S6: \`set_tenant('tenant_' || client_id)\` in each pgbench client's first transaction, then the S2 call, which carries the tenant (\`set_config('app.current_tenant_id', ...)\` on the remote, pipelined before the statement). S7: the S2 call with \`read_only => true\` (\`BEGIN READ ONLY\`, the statement, \`COMMIT\` on the remote) |"
+	echo "| netrun_pool, pool_max 4, remote guard | S6 only, on p4g: pool_min = pool_max = 4, \`tenant_guard => 'required'\`, to the same remote with the guard (see above); the tenant travels as \`netrun_pool.guard_assert()\`, a signed assertion |"
+	echo "| netrun_pool, pool_max 4, spin_wait_us = 0 | S1 at c = 1 only, on p4, with \`netrun_pool.spin_wait_us = 0\` for the backends and the worker (\`ALTER SYSTEM\` and a reload before the cell, reset after it): no polling for a lone call |"
+	echo "| dblink, persistent connection | \`dblink_connect('bench', connstr)\` in each pgbench client's first transaction, then \`dblink('bench', sql)\` / \`dblink_exec\`. S6: one \`dblink('bench', 'SELECT NULL::int, set_config(''app.current_tenant_id'', ''tenant_N'', true); SELECT id, payload FROM t WHERE id = K')\` per transaction: two statements in one message, which the remote runs as one transaction, so the tenant holds for the query and is gone after it; one round trip, as a pooled call (dblink returns the last statement's rows, and wants every statement's to have the columns of its \`AS t(...)\`: hence the NULL::int) |"
 	echo "| dblink, connect per call | \`dblink(connstr, sql)\` / \`dblink_exec(connstr, sql)\`: a new remote connection for every call |"
 	echo "| postgres_fdw | foreign tables \`f_t\`, \`f_ins\`, and \`f_one\` over the remote view \`one\` (\`SELECT 1 AS x\`) for S1; default options (fetch_size 100); S4 with \`OFFSET 0\` so that the aggregate stays local and the rows travel |"
 	echo "| dblink via pgbouncer (pool 4) | as \"dblink, persistent\", but to pgbouncer (transaction mode, default_pool_size 4) in front of the remote |"
 	echo "| pgbench direct to the remote | the same SQL sent by pgbench to the remote itself: the physical limit (S4: the 100,000 rows go to pgbench) |"
 	echo
 	echo "The exact scripts are in \`bench/pgbench/\`. pgbench: \`-n -M simple -T $DURATION -c C -j min(C,2) -l\`."
-	echo "Latencies (avg, p95, p99) come from pgbench's per-transaction log, leaving out each client's first transaction (the one where dblink and postgres_fdw connect, and netrun_pool makes its channel); tps is pgbench's (without initial connection time: pgbench's own connections; a dblink or postgres_fdw connect in the first transaction is counted)."
-	if [ $MODE = quick ]; then
-		echo "Quick mode: S1 and S2 at c = 1 and 32, three contestants (netrun_pool pool_max 4, persistent dblink, direct), $DURATION s per cell; no idle test."
+	echo "Latencies (avg, p95, p99) come from pgbench's per-transaction log, leaving out each client's first transaction (the one where dblink and postgres_fdw connect, netrun_pool makes its channel and S6 sets the tenant); tps is pgbench's (without initial connection time: pgbench's own connections; a dblink or postgres_fdw connect in the first transaction is counted)."
+	if [ "$PLAN" != "$DEFAULT_PLAN" ] || [ "$CONTESTANTS" != "$DEFAULT_CONTESTANTS" ]; then
+		echo "Cells chosen by hand: PLAN=\"$PLAN\", CONTESTANTS=\"$CONTESTANTS\"; $NCELLS cells of $DURATION s."
+	elif [ $MODE = quick ]; then
+		echo "Quick mode: S1 and S2 at c = 1 and 32, with netrun_pool pool_max 4, persistent dblink and direct; at c = 1 also S1 with spin_wait_us = 0, S6 (netrun_pool with and without the remote guard, dblink) and S7; $DURATION s per cell; no idle test."
 	else
-		echo "To stay within 15 minutes, not every cell runs: S1, S2 and S4 at c = 1, 8, 32; S3 and S5 at c = 1 and 32; S1 also at c = 128 (all but connect-per-call dblink and postgres_fdw); connect-per-call dblink only at c ≤ 8. $NCELLS cells of $DURATION s."
+		echo "To stay within 20 minutes, not every cell runs: S1 at c = 1, 8, 32 and 128 (not connect-per-call dblink and postgres_fdw at 128) and at c = 2 (netrun_pool pool_max 4 and persistent dblink); S2 and S4 at c = 1, 8, 32; S6 (netrun_pool pool_max 4 with and without the remote guard, persistent dblink) and S7 (netrun_pool pool_max 4) at c = 1, 8, 32, in one group with S2 at each c; S3 and S5 at c = 1 and 32; spin_wait_us = 0 only for S1 at c = 1; connect-per-call dblink only at c ≤ 8. $NCELLS cells of $DURATION s."
 	fi
 	if [ "$ROUNDS" -gt 1 ]; then
-		echo "The cells the targets compare (S1 and S2 at c = 1 and 32: netrun_pool with pool_max 4, persistent dblink, and at c = 1 connect-per-call dblink and postgres_fdw) ran $ROUNDS times: the main pass, then $((ROUNDS - 1)) more rounds, the contestants side by side in time within each round and in another order in each round (the main pass, too, turns the order from one group of cells to the next). Before every cell the script waits for the previous cell's remote sessions to end and flushes the machine's dirty pages (\`sync\`), and the remote checkpoints before each round, so that one cell's writes do not land in the next. A target's verdict is the median over the rounds of the ratio within each round; the tables below show the main pass, and the rounds' tps are under \"Target cells by round\"."
+		echo "The cells the targets compare ran $ROUNDS times: the main pass, then $((ROUNDS - 1)) more rounds of these groups, the cells of a group side by side in time and in another order in each round (the main pass, too, turns the order from one group of cells to the next): $(echo $ROUND_GROUPS | sed 's/ /; /g; s/,/, /g; s/:/: /g'). Before every cell the script waits for the previous cell's remote sessions to end and flushes the machine's dirty pages (\`sync\`), and the remote checkpoints before each round, so that one cell's writes do not land in the next. A target's verdict is the median over the rounds of the ratio within each round; the tables below show the main pass, and the rounds' tps are under \"Target cells by round\"."
 	fi
 	echo
 	echo "## Results by scenario"
-	for s in S1 S2 S3 S4 S5; do
+	for s in S1 S2 S3 S4 S5 S6 S7; do
 		grep -q "	$s	" "$CELLS" || continue
 		case $s in
 		S1) t="S1: \`SELECT 1\` round trip" ;; S2) t="S2: one row by primary key" ;;
 		S3) t="S3: 100 rows" ;; S4) t="S4: a 100,000-row result" ;; S5) t="S5: an INSERT of one row" ;;
+		S6) t="S6: one row by primary key, carrying a tenant" ;; S7) t="S7: one row by primary key, a read_only call" ;;
 		esac
 		echo
 		echo "### $t"
@@ -889,14 +1074,14 @@ REPORT=$RESULT_BASE.md
 		echo
 		echo "| contestant | scenario | c | round 1 (main pass) tps | later rounds tps |"
 		echo "|---|---|---:|---:|---|"
-		for s in S1 S2; do
-			for cc in 1 32; do
-				for who in $(target_cells "$s" "$cc"); do
-					t1=$(value "$who" "$s" "$cc" tps)
-					[ -n "$t1" ] || continue
-					later=$(awk -F'\t' -v w="$who" -v s="$s" -v c="$cc" '$1 == w && $2 == s && $3 == c { printf "%s%.0f", (n++ ? ", " : ""), $4 }' "$ROUND_CELLS")
-					echo "| $(label "$who") | $s | $cc | $(fmt_int "$t1") | $later |"
-				done
+		for g in $ROUND_GROUPS; do
+			cc=${g%%:*}
+			for cell in $(echo "${g#*:}" | tr ',' ' '); do
+				who=${cell%/*} s=${cell#*/}
+				t1=$(value "$who" "$s" "$cc" tps)
+				[ -n "$t1" ] || continue
+				later=$(awk -F'\t' -v w="$who" -v s="$s" -v c="$cc" '$1 == w && $2 == s && $3 == c { printf "%s%.0f", (n++ ? ", " : ""), $4 }' "$ROUND_CELLS")
+				echo "| $(label "$who") | $s | $cc | $(fmt_int "$t1") | $later |"
 			done
 		done
 	fi
@@ -923,7 +1108,7 @@ REPORT=$RESULT_BASE.md
 
 # the full run's figures in README and docs/benchmarks.md (between their
 # bench:readme and bench:latest markers)
-if [ $MODE = full ]; then
+if [ $MODE = full ] && [ -z "${NO_PUBLISH:-}" ] && [ "$PLAN" = "$DEFAULT_PLAN" ] && [ "$CONTESTANTS" = "$DEFAULT_CONTESTANTS" ]; then
 	CELLS="$CELLS" SUMMARY="$SUMMARY" RESULT="bench/results/$(basename "$RESULT_BASE")" \
 		ELAPSED="$ELAPSED" NCPU="$NCPU" CPU_MODEL="$CPU_MODEL" PG_VERSION="$PG_VERSION" DATE="$DATE" \
 		bash "$bench/publish.sh" && log "README and docs/benchmarks.md: the figures of this run"
