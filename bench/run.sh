@@ -513,7 +513,7 @@ tx_phases() {
 			for (i in all) { if (all[i] >= t0 + 1) m++; sec[int(all[i] - t0)]++ }
 			for (k in first) if (first[k] > f) f = first[k]
 			for (k = 0; k <= int(t1 - t0); k++) series = series (k ? "," : "") (sec[k] + 0)
-			printf "%.0f %.2f %s\n", (t1 - t0 > 1 ? m / (t1 - t0 - 1) : 0), f - t0, series }'
+			printf "%s %.2f %s\n", (t1 - t0 > 1.5 ? sprintf("%.0f", m / (t1 - t0 - 1)) : "-"), f - t0, series }'
 }
 
 run_cell() { # run_cell CONTESTANT SCENARIO CLIENTS [ROUND]: a line in $CELLS (round 1) or $ROUND_CELLS
@@ -617,7 +617,7 @@ run_cell() { # run_cell CONTESTANT SCENARIO CLIENTS [ROUND]: a line in $CELLS (r
 # at each client count (S2/S6/S7: the plain call, the call with a tenant
 # and the read-only call side by side in time, their ratios taken there).
 if [ $MODE = quick ]; then
-	DEFAULT_PLAN="S1:1,32 S2:1,32 S6/S7:1"
+	DEFAULT_PLAN="S1:1,32 S2/S6/S7:1 S2:32"
 	DEFAULT_CONTESTANTS="np4 npg np4s0 dblink direct"
 else
 	DEFAULT_PLAN="S1:1,2,8,32,128 S2/S6/S7:1,8,32 S3:1,32 S4:1,8,32 S5:1,32"
