@@ -36,7 +36,9 @@
 # It takes /tmp/netrun_pool.lock, as scripts/test.sh does, so the two never
 # run at the same time.  Environment: QUICK=1; DURATION (seconds per cell);
 # ROUNDS; PLAN and CONTESTANTS (other cells: see "cells" below); KEEP=1
-# keeps the servers' folder (the servers are always stopped); NO_PUBLISH=1.
+# keeps the servers' folder (the servers are always stopped); NO_PUBLISH=1;
+# PIPELINE_DEPTH=N registers p4, p16 and p4g with pipeline_depth => N (a
+# pool code that has it; unset, the pools get register()'s default).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 bench=$here/bench
@@ -304,7 +306,7 @@ check_worker() { # the worker must be the one we started with
 }
 
 register_pool() { # register_pool NAME SIZE ROLE [TENANT_GUARD]
-	lval "SELECT netrun_pool.register('$1', '$(dsn "$3")', pool_max => $2, pool_min => $2, acquire_timeout_ms => 60000, password_required => false, tenant_guard => '${4:-off}')" >/dev/null
+	lval "SELECT netrun_pool.register('$1', '$(dsn "$3")', pool_max => $2, pool_min => $2, acquire_timeout_ms => 60000, password_required => false, tenant_guard => '${4:-off}'${PIPELINE_DEPTH:+, pipeline_depth => $PIPELINE_DEPTH})" >/dev/null
 }
 wait_pools() { # wait_pools SECONDS: every pool full and healthy
 	wait_for "$1" "SELECT count(*) FILTER (WHERE total < pool_min) + count(*) FILTER (WHERE status <> 'healthy') FROM netrun_pool.pool_stats" 0
@@ -968,6 +970,11 @@ s4_table() {
 }
 
 REPORT=$RESULT_BASE.md
+if [ -n "${PIPELINE_DEPTH:-}" ]; then
+	PIPE_TEXT=", \`pipeline_depth => $PIPELINE_DEPTH\`"
+else
+	PIPE_TEXT=" (\`pipeline_depth\`, where the pool code has it, at register()'s default)"
+fi
 {
 	echo "# netrun_pool bench: $DATE ($MODE mode)"
 	echo
@@ -991,7 +998,7 @@ REPORT=$RESULT_BASE.md
 	echo
 	echo "| contestant | how a call reaches the remote |"
 	echo "|---|---|"
-	echo "| netrun_pool, pool_max 4 / 16 | \`netrun_pool.fetchval / query / exec('p4' or 'p16', ...)\`; the pools registered with pool_min = pool_max, \`acquire_timeout_ms => 60000\`, \`tenant_guard => 'off'\`; \`reset_stats()\` before each run. S6: \`set_tenant('tenant_' || client_id)\` in each pgbench client's first transaction, then the S2 call, which carries the tenant (\`set_config('app.current_tenant_id', ...)\` on the remote, pipelined before the statement). S7: the S2 call with \`read_only => true\` (\`BEGIN READ ONLY\`, the statement, \`COMMIT\` on the remote) |"
+	echo "| netrun_pool, pool_max 4 / 16 | \`netrun_pool.fetchval / query / exec('p4' or 'p16', ...)\`; the pools registered with pool_min = pool_max, \`acquire_timeout_ms => 60000\`, \`tenant_guard => 'off'\`$PIPE_TEXT; \`reset_stats()\` before each run. S6: \`set_tenant('tenant_' || client_id)\` in each pgbench client's first transaction, then the S2 call, which carries the tenant (\`set_config('app.current_tenant_id', ...)\` on the remote, pipelined before the statement). S7: the S2 call with \`read_only => true\` (\`BEGIN READ ONLY\`, the statement, \`COMMIT\` on the remote) |"
 	echo "| netrun_pool, pool_max 4, remote guard | S6 only, on p4g: pool_min = pool_max = 4, \`tenant_guard => 'required'\`, to the same remote with the guard (see above); the tenant travels as \`netrun_pool.guard_assert()\`, a signed assertion |"
 	echo "| netrun_pool, pool_max 4, spin_wait_us = 0 | S1 at c = 1 only, on p4, with \`netrun_pool.spin_wait_us = 0\` for the backends and the worker (\`ALTER SYSTEM\` and a reload before the cell, reset after it): no polling for a lone call |"
 	echo "| dblink, persistent connection | \`dblink_connect('bench', connstr)\` in each pgbench client's first transaction, then \`dblink('bench', sql)\` / \`dblink_exec\`. S6: one \`dblink('bench', 'SELECT NULL::int, set_config(''app.current_tenant_id'', ''tenant_N'', true); SELECT id, payload FROM t WHERE id = K')\` per transaction: two statements in one message, which the remote runs as one transaction, so the tenant holds for the query and is gone after it; one round trip, as a pooled call (dblink returns the last statement's rows, and wants every statement's to have the columns of its \`AS t(...)\`: hence the NULL::int) |"
