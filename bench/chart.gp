@@ -21,7 +21,7 @@ set terminal pngcairo size 540 * ncols, 500 * nrows font "sans,10"
 set output out
 set multiplot layout nrows, ncols title heading font "sans,13"
 set logscale x 2
-set xtics (1, 8, 32, 128)
+set xtics (1, 2, 8, 32, 128)
 set xrange [0.8:160]
 set logscale y
 set grid

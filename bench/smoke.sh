@@ -30,7 +30,7 @@ check bench_quick_report "$ok" "no results file with its summary"
 ok=1
 # every cell of the raw table has a number in its tps column
 if [ "$ok" = 1 ] && [ -n "$report" ] && [ -f "$report" ]; then
-	cells=$(sed -n '/^## Raw cells/,$p' "$report" | awk 'NR > 3 && $1 ~ /^(np4|np16|dblink|cpc|fdw|pgb|direct)$/' )
+	cells=$(sed -n '/^## Raw cells/,$p' "$report" | awk 'NR > 3 && $1 ~ /^(np4|np16|npg|np4s0|dblink|cpc|fdw|pgb|direct)$/' )
 	if [ -n "$cells" ] && ! printf '%s\n' "$cells" | awk '$4 !~ /^[0-9.]+$/ {bad = 1} END {exit !bad}'; then ok=0; fi
 fi
 check bench_quick_every_cell_has_tps "$ok" "a cell without tps"
