@@ -66,11 +66,15 @@ my $now = time;
 my $bound_token = mint(qq({"tenant_id":"acme","exp":@{[ $now + 3600 ]}}));
 my $typed_token = mint(qq({"tenant_id":"globex","exp":@{[ $now + 3600 ]}}));
 my $expired_token = mint(qq({"tenant_id":"initech","exp":@{[ $now - 60 ]}}));
+# typed in SQL, unlike $expired_token, which is only ever bound: a typed
+# statement's text is in pg_stat_activity for a moment before it is parsed
+my $expired_typed = mint(qq({"tenant_id":"umbrella","exp":@{[ $now - 60 ]}}));
 
 # What must be found nowhere, and what only the samples may hold.
 my @never = ($file_pw, $bound_token, (split /\./, $bound_token)[2],
 	$expired_token, (split /\./, $expired_token)[2]);
-my @typed = (@typed_pieces, $typed_token, (split /\./, $typed_token)[2]);
+my @typed = (@typed_pieces, $typed_token, (split /\./, $typed_token)[2],
+	$expired_typed, (split /\./, $expired_typed)[2]);
 
 my $local = NetrunTest::start_local('local', conf => qq{
 shared_preload_libraries = 'pg_stat_statements, auto_explain, netrun_pool'
@@ -202,7 +206,7 @@ sub exercise
 			extra_params => [ '-U', 'app' ]),
 		'globex', "round $round: a typed token in a DO block");
 	($ret, $out, $err) = $local->psql('postgres',
-		"SELECT netrun_pool.set_tenant_token('$expired_token')", extra_params => [ '-U', 'app' ]);
+		"SELECT netrun_pool.set_tenant_token('$expired_typed')", extra_params => [ '-U', 'app' ]);
 	like($err, qr/invalid tenant token/, "round $round: a typed expired token is refused");
 
 	# The typed registrations work: the password came through whole.
