@@ -346,6 +346,50 @@ pool_after_error(void)
 
 static void channel_note_lost(int channel, const char *pool_name);
 
+/* Forget a call on its connection: its segments' results are thrown away. */
+static void
+conn_forget_request(RemoteConn *rc, Request *req)
+{
+	for (int i = 0; i < rc->nsegs; i++)
+	{
+		PipeSeg    *seg = &rc->segs[(rc->seg_first + i) % PIPE_MAX_SEGS];
+
+		if (seg->req == req)
+			seg->req = NULL;
+	}
+	if (rc->req == req)
+		rc->req = NULL;
+}
+
+/*
+ * Take the next call out of a pipeline that is being given up, oldest
+ * first, or NULL when none is left; *head says whether the remote was
+ * running it (its segment was the pipeline's first).
+ */
+static Request *
+conn_pop_call(RemoteConn *rc, bool *head)
+{
+	bool		first = true;
+
+	while (rc->nsegs > 0)
+	{
+		Request    *req = rc->segs[rc->seg_first].req;
+
+		*head = first;
+		first = false;
+		rc->seg_first = (rc->seg_first + 1) % PIPE_MAX_SEGS;
+		rc->nsegs--;
+		if (req == NULL)
+			continue;
+		conn_forget_request(rc, req);
+		req->rc = NULL;
+		return req;
+	}
+	rc->ncalls = 0;
+	rc->req = NULL;
+	return NULL;
+}
+
 /*
  * The connection ends with calls still in its pipeline: each hears it.
  * The first, whose statements the remote was running, lost its connection
@@ -356,24 +400,11 @@ static void channel_note_lost(int channel, const char *pool_name);
 static void
 conn_fail_calls(RemoteConn *rc, const char *why)
 {
-	bool		first = true;
+	Request    *req;
+	bool		head;
 
-	while (rc->nsegs > 0)
+	while ((req = conn_pop_call(rc, &head)) != NULL)
 	{
-		PipeSeg    *seg = &rc->segs[rc->seg_first];
-		Request    *req = seg->req;
-		bool		head = first;
-
-		first = false;
-		rc->seg_first = (rc->seg_first + 1) % PIPE_MAX_SEGS;
-		rc->nsegs--;
-		if (req == NULL)
-			continue;
-		/* its other segment, if any, is forgotten with it */
-		for (int i = 0; i < rc->nsegs; i++)
-			if (rc->segs[(rc->seg_first + i) % PIPE_MAX_SEGS].req == req)
-				rc->segs[(rc->seg_first + i) % PIPE_MAX_SEGS].req = NULL;
-		req->rc = NULL;
 		if (head)
 			request_set_error(req, "08006",
 							  psprintf("lost connection to netrun_pool connection \"%s\"",
@@ -388,8 +419,6 @@ conn_fail_calls(RemoteConn *rc, const char *why)
 							  "Check the remote before running it again.", NULL);
 		request_conclude(req);
 	}
-	rc->ncalls = 0;
-	rc->req = NULL;
 }
 
 static void
@@ -1511,15 +1540,7 @@ request_conclude(Request *req)
 	if (rc && req->pipelined)
 	{
 		/* the connection goes on with the calls behind: forget this one */
-		for (int i = 0; i < rc->nsegs; i++)
-		{
-			PipeSeg    *seg = &rc->segs[(rc->seg_first + i) % PIPE_MAX_SEGS];
-
-			if (seg->req == req)
-				seg->req = NULL;
-		}
-		if (rc->req == req)
-			rc->req = NULL;
+		conn_forget_request(rc, req);
 	}
 	else if (rc)
 	{
@@ -2430,15 +2451,7 @@ request_abandon(Request *req)
 		 * remote will run it (it is on its way), its results are thrown
 		 * away, and the calls around it go on.
 		 */
-		RemoteConn *rc = req->rc;
-
-		for (int i = 0; i < rc->nsegs; i++)
-		{
-			PipeSeg    *seg = &rc->segs[(rc->seg_first + i) % PIPE_MAX_SEGS];
-
-			if (seg->req == req)
-				seg->req = NULL;
-		}
+		conn_forget_request(req->rc, req);
 		req->rc = NULL;
 	}
 	else if (req->rc)
@@ -2447,15 +2460,7 @@ request_abandon(Request *req)
 		bool		others = rc->ncalls > 1;
 
 		req->rc = NULL;
-		if (rc->req == req)
-			rc->req = NULL;
-		for (int i = 0; i < rc->nsegs; i++)
-		{
-			PipeSeg    *seg = &rc->segs[(rc->seg_first + i) % PIPE_MAX_SEGS];
-
-			if (seg->req == req)
-				seg->req = NULL;
-		}
+		conn_forget_request(rc, req);
 
 		/*
 		 * Mid-query.  With calls pipelined behind it, a cancel stops the
@@ -2879,26 +2884,15 @@ pool_force_retire(const char *name, bool all_removed)
 			if (rc->ncalls > 0)
 			{
 				/* every call in its pipeline fails, and the connection goes */
-				while (rc->nsegs > 0)
-				{
-					PipeSeg    *seg = &rc->segs[rc->seg_first];
-					Request    *req = seg->req;
+				Request    *req;
+				bool		head;
 
-					rc->seg_first = (rc->seg_first + 1) % PIPE_MAX_SEGS;
-					rc->nsegs--;
-					if (req == NULL)
-						continue;
-					for (int i = 0; i < rc->nsegs; i++)
-						if (rc->segs[(rc->seg_first + i) % PIPE_MAX_SEGS].req == req)
-							rc->segs[(rc->seg_first + i) % PIPE_MAX_SEGS].req = NULL;
-					req->rc = NULL;
+				while ((req = conn_pop_call(rc, &head)) != NULL)
 					request_fail(req, "57014",
 								 psprintf("netrun_pool connection \"%s\" was unregistered",
 										  pool->settings.name),
 								 "It was unregistered with force => true while the call ran.",
 								 NULL);
-				}
-				rc->ncalls = 0;
 				conn_close(rc);
 			}
 			else if (rc->state == CONN_BUSY && rc->req)
