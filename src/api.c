@@ -346,31 +346,32 @@ api_check_args(FunctionCallInfo fcinfo)
  * keyword says what it is.
  */
 static const char *
-first_keyword(const char *sql, char *buf, int buflen)
+first_keyword(const char *sql, int len, char *buf, int buflen)
 {
 	const char *p = sql;
+	const char *end = sql + len;
 	int			n = 0;
 
 	for (;;)
 	{
-		while (isspace((unsigned char) *p))
+		while (p < end && isspace((unsigned char) *p))
 			p++;
-		if (p[0] == '-' && p[1] == '-')
+		if (end - p >= 2 && p[0] == '-' && p[1] == '-')
 		{
-			while (*p && *p != '\n')
+			while (p < end && *p != '\n')
 				p++;
 			continue;
 		}
-		if (p[0] == '/' && p[1] == '*')
+		if (end - p >= 2 && p[0] == '/' && p[1] == '*')
 		{
 			int			depth = 1;
 
 			p += 2;
-			while (*p && depth > 0)
+			while (p < end && depth > 0)
 			{
-				if (p[0] == '/' && p[1] == '*')
+				if (end - p >= 2 && p[0] == '/' && p[1] == '*')
 					depth++, p += 2;
-				else if (p[0] == '*' && p[1] == '/')
+				else if (end - p >= 2 && p[0] == '*' && p[1] == '/')
 					depth--, p += 2;
 				else
 					p++;
@@ -379,18 +380,18 @@ first_keyword(const char *sql, char *buf, int buflen)
 		}
 		break;
 	}
-	while (isalpha((unsigned char) *p) && n < buflen - 1)
+	while (p < end && isalpha((unsigned char) *p) && n < buflen - 1)
 		buf[n++] = pg_toupper((unsigned char) *p++);
 	buf[n] = '\0';
 	return buf;
 }
 
 static bool
-keyword_in(const char *sql, const char *const *words)
+keyword_in(const text *sql, const char *const *words)
 {
 	char		buf[16];
 
-	first_keyword(sql, buf, sizeof(buf));
+	first_keyword(VARDATA_ANY(sql), VARSIZE_ANY_EXHDR(sql), buf, sizeof(buf));
 	for (int i = 0; words[i]; i++)
 		if (strcmp(buf, words[i]) == 0)
 			return true;
@@ -409,7 +410,7 @@ keyword_in(const char *sql, const char *const *words)
  * little latency; never wrongly pipelined.
  */
 static bool
-statement_runs_alone(const char *sql)
+statement_runs_alone(const text *sql)
 {
 	static const char *const words[] = {
 		"BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "PREPARE",
@@ -464,13 +465,13 @@ api_build_request(const char *name, ChannelCallKind kind, bool read_only,
 	head.kind = kind;
 	head.flags = (read_only ? REQ_READ_ONLY : 0) | (superuser() ? REQ_SUPERUSER : 0);
 	if ((kind == CALL_ROWS || kind == CALL_EXEC) &&
-		statement_runs_alone(text_to_cstring(sql)))
+		statement_runs_alone(sql))
 		head.flags |= REQ_ALONE;
 	else if (kind == CALL_TRANSACTION)
 	{
 		for (int i = 0; i < nparams; i++)
 			if (!elem_nulls[i] &&
-				statement_runs_alone(TextDatumGetCString(elems[i])))
+				statement_runs_alone(DatumGetTextPP(elems[i])))
 				head.flags |= REQ_ALONE;
 	}
 	head.seq = ++request_seq;
@@ -1042,7 +1043,7 @@ netrun_exec(PG_FUNCTION_ARGS)
 
 /* Statements that would end the transaction exec_transaction owns. */
 static bool
-is_transaction_control(const char *sql)
+is_transaction_control(const text *sql)
 {
 	static const char *const words[] = {
 		"BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "PREPARE", NULL
@@ -1084,7 +1085,7 @@ netrun_exec_transaction(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("statements must not contain NULL"),
 					 errdetail("Statement %d is NULL.", i + 1)));
-		if (is_transaction_control(TextDatumGetCString(elems[i])))
+		if (is_transaction_control(DatumGetTextPP(elems[i])))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
 					 errmsg("exec_transaction statements must not control the transaction"),

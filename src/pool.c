@@ -2259,18 +2259,20 @@ request_step_done(Request *req)
 }
 
 /*
- * One result of a pipelined call: of its BEGIN or tenant (the prefix), of
- * its statement(s), or of its COMMIT.  After an error the server skips to
- * the Sync, and libpq reports each skipped query as aborted.  False when
- * the connection must close (COPY).
+ * One result of the current query of a call, whether it goes step by step
+ * or in a pipeline; req->step says what the query is (STEP_MAIN: the
+ * caller's statement).  After an error in a pipeline the server skips to
+ * the Sync, and libpq reports each skipped query as aborted.  False for
+ * COPY: libpq would hand out COPY results for ever, and the only
+ * non-blocking way out is to close the connection (the call has its
+ * error; the caller concludes it).
  */
 static bool
-request_pipeline_result(Request *req, PGresult *res)
+request_take_result(Request *req, PGresult *res)
 {
-	bool		main = !req->pl_in_commit && req->pl_query >= req->pl_nprefix;
+	bool		main = req->step == STEP_MAIN;
 	bool		rows = main && req->kind == CALL_ROWS && !req->failed;
 
-	req->step = req->pl_in_commit ? STEP_END : main ? STEP_MAIN : STEP_TENANT;
 	switch (PQresultStatus(res))
 	{
 		case PGRES_PIPELINE_ABORTED:
@@ -2304,8 +2306,13 @@ request_pipeline_result(Request *req, PGresult *res)
 				else
 					req->tag = pstrdup(PQcmdStatus(res));
 			}
-			if (req->pl_in_commit && !req->failed && req->kind == CALL_TRANSACTION)
-				req->tag = req->tags.data;
+			if (req->step == STEP_END && !req->failed)
+			{
+				if (req->kind == CALL_COMMIT)
+					req->tag = pstrdup(PQcmdStatus(res));
+				else if (req->kind == CALL_TRANSACTION)
+					req->tag = req->tags.data;
+			}
 			break;
 		case PGRES_EMPTY_QUERY:
 			if (main && !req->failed && req->kind != CALL_TRANSACTION)
@@ -2324,6 +2331,20 @@ request_pipeline_result(Request *req, PGresult *res)
 			break;
 	}
 	return true;
+}
+
+/*
+ * One result of a pipelined call: of its BEGIN or tenant (the prefix), of
+ * its statement(s), or of its COMMIT.  False when the connection must
+ * close (COPY).
+ */
+static bool
+request_pipeline_result(Request *req, PGresult *res)
+{
+	bool		main = !req->pl_in_commit && req->pl_query >= req->pl_nprefix;
+
+	req->step = req->pl_in_commit ? STEP_END : main ? STEP_MAIN : STEP_TENANT;
+	return request_take_result(req, res);
 }
 
 /* A query of a pipelined call has all its results in. */
@@ -2361,8 +2382,6 @@ request_advance(Request *req)
 	while (request_may_read(req) && !PQisBusy(conn))
 	{
 		PGresult   *res = PQgetResult(conn);
-		bool		main_rows = req->step == STEP_MAIN &&
-			req->kind == CALL_ROWS && !req->failed;
 
 		if (res == NULL)
 		{
@@ -2370,56 +2389,13 @@ request_advance(Request *req)
 			request_step_done(req);
 			return;
 		}
-		switch (PQresultStatus(res))
+		if (!request_take_result(req, res))
 		{
-			case PGRES_SINGLE_TUPLE:
-				if (main_rows)
-				{
-					if (!req->sent_rowdesc)
-						request_add_rowdesc(req, res);
-					request_add_row(req, res, 0);
-				}
-				break;
-			case PGRES_TUPLES_OK:
-			case PGRES_COMMAND_OK:
-				if (main_rows && !req->sent_rowdesc &&
-					PQresultStatus(res) == PGRES_TUPLES_OK)
-					request_add_rowdesc(req, res);
-				if (req->step == STEP_END && req->kind == CALL_COMMIT)
-					req->tag = pstrdup(PQcmdStatus(res));
-				if (req->step == STEP_MAIN && !req->failed)
-				{
-					if (req->kind == CALL_TRANSACTION)
-					{
-						if (req->tags.len > 0)
-							appendStringInfoChar(&req->tags, '\n');
-						appendStringInfoString(&req->tags, PQcmdStatus(res));
-					}
-					else
-						req->tag = pstrdup(PQcmdStatus(res));
-				}
-				break;
-			case PGRES_EMPTY_QUERY:
-				if (req->step == STEP_MAIN && !req->failed && req->kind != CALL_TRANSACTION)
-					req->tag = pstrdup("");
-				break;
-			case PGRES_COPY_IN:
-			case PGRES_COPY_OUT:
-			case PGRES_COPY_BOTH:
-				/*
-				 * libpq would hand out COPY results forever; the only
-				 * non-blocking way out is to close the connection.
-				 */
-				PQclear(res);
-				MemoryContextSwitchTo(old);
-				rc->retire = true;
-				request_fail(req, "0A000",
-							 "COPY is not supported through netrun_pool",
-							 NULL, "Run the query as SELECT, or INSERT the rows with exec().");
-				return;
-			default:
-				request_note_remote_error(req, res);
-				break;
+			/* COPY: the call fails, and its connection closes */
+			PQclear(res);
+			MemoryContextSwitchTo(old);
+			request_conclude(req);
+			return;
 		}
 		PQclear(res);
 		(void) request_pump(req);
