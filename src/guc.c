@@ -33,6 +33,9 @@ int			netrun_degraded_error_percent = 20;
 /* A caller's wait for its answer (channel.c) */
 int			netrun_spin_wait_us = 500;
 
+/* Where the worker resolves remotes' host names (resolve.c) */
+char	   *netrun_dns_servers = NULL;
+
 /* The tenant context (tenant.c) and RLS (sql/) */
 char	   *netrun_tenant_id = NULL;
 char	   *netrun_tenant_setting = NULL;
@@ -126,6 +129,15 @@ netrun_define_gucs(void)
 							PGC_SUSET,
 							0,
 							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("netrun_pool.dns_servers",
+							   "DNS servers the worker asks for remotes' host names, instead of those of /etc/resolv.conf.",
+							   "A comma-separated list of addresses, each with an optional port: 10.0.0.2,10.0.0.3:5353,[::1]:53. Empty: /etc/resolv.conf.",
+							   &netrun_dns_servers,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
 
 	DefineCustomIntVariable("netrun_pool.health_interval_ms",
 							"How often the worker probes each enabled connection.",

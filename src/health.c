@@ -54,15 +54,11 @@
 /* Calls between two probes before their error rate counts. */
 #define MIN_CALLS_FOR_RATE	10
 
-static uint64 probe_serials = 0;
-
 void
 health_init(HealthProbe *p, int stats_index)
 {
-	uint64		serial = p->serial;
-
+	Assert(p->watch.slot == 0);	/* closed first (probe_close) */
 	memset(p, 0, sizeof(*p));
-	p->serial = serial;
 	p->stats_index = stats_index;
 	p->lag_ms = -1;
 	p->next_at = 0;				/* probe at once */
@@ -71,8 +67,7 @@ health_init(HealthProbe *p, int stats_index)
 static void
 probe_close(HealthProbe *p)
 {
-	if (p->conn)
-		pool_connect_close(p->conn);
+	pool_connect_close(p->conn, &p->watch);
 	p->conn = NULL;
 	p->state = PROBE_NONE;
 	p->want_write = false;
@@ -173,20 +168,17 @@ probe_finish(HealthProbe *p, const NetrunPoolSlot *settings, bool ok)
 		probe_close(p);
 		if (p->failures >= netrun_unhealthy_after)
 		{
-			int			k = Min(p->failures - netrun_unhealthy_after, 2);
-
 			p->status = HEALTH_UNHEALTHY;
 			p->circuit_open = true;
 
 			/*
-			 * Back off: up to 2, 4, then 8 intervals, within a minute, with
-			 * jitter so that many pools do not probe in step; never sooner
-			 * than one interval.
+			 * No backoff: while the circuit is open only the probe can
+			 * close it, so a remote back up must be seen within one
+			 * interval (one small query per interval costs it nothing).
+			 * Jitter, so that many pools do not probe in step.
 			 */
-			delay = Min((long) netrun_health_interval_ms << (k + 1),
-						Max(60000L, (long) netrun_health_interval_ms));
-			delay = delay / 2 + (long) (pg_prng_double(&pg_global_prng_state) * delay / 2);
-			delay = Max(delay, (long) netrun_health_interval_ms);
+			delay = delay * 3 / 4 +
+				(long) (pg_prng_double(&pg_global_prng_state) * delay / 4);
 		}
 		else
 			p->status = HEALTH_DEGRADED;
@@ -263,6 +255,8 @@ probe_failed(HealthProbe *p, struct Pool *pool, const NetrunPoolSlot *settings,
 		probe_close(p);
 		return probe_start(p, pool, settings, false);
 	}
+	/* the name may have moved (a failover): ask the DNS again */
+	pool_forget_names(pool);
 	return probe_finish(p, settings, false);
 }
 
@@ -296,7 +290,13 @@ probe_start(HealthProbe *p, struct Pool *pool, const NetrunPoolSlot *settings,
 		p->fresh = true;
 		snprintf(appname, sizeof(appname), "netrun_pool_probe:%s", settings->name);
 		p->conn = pool_connect_start(pool, appname, NULL, &error, &local);
-		p->serial = ++probe_serials;
+		if (p->conn == NULL && error == NULL)
+		{
+			/* its host name is being resolved: health_tick tries again */
+			p->state = PROBE_CONNECTING;
+			p->poll = PGRES_POLLING_WRITING;
+			return false;
+		}
 		if (p->conn == NULL && local)
 		{
 			/*
@@ -340,18 +340,24 @@ health_tick(HealthProbe *p, struct Pool *pool, const NetrunPoolSlot *settings,
 			p->fresh = true;	/* a timeout is not retried */
 			opened = probe_failed(p, pool, settings, why);
 		}
+		else if (p->conn == NULL)
+			opened = probe_start(p, pool, settings, false);	/* name resolved */
 	}
 	else if (now >= p->next_at)
 		opened = probe_start(p, pool, settings, true);
 
-	if (p->state == PROBE_CONNECTING || p->state == PROBE_RUNNING)
-	{
-		if (*next_wake == 0 || p->deadline < *next_wake)
-			*next_wake = p->deadline;
-	}
-	else if (*next_wake == 0 || p->next_at < *next_wake)
-		*next_wake = p->next_at;
+	if (*next_wake == 0 || health_next_wake(p) < *next_wake)
+		*next_wake = health_next_wake(p);
 	return opened;
+}
+
+/* When the probe next needs the worker: its deadline, or its next start. */
+TimestampTz
+health_next_wake(const HealthProbe *p)
+{
+	if (p->state == PROBE_CONNECTING || p->state == PROBE_RUNNING)
+		return p->deadline;
+	return p->next_at;
 }
 
 /* What the event set should wait for on the probe's socket (0: nothing). */

@@ -11,6 +11,7 @@
 
 #include "libpq-fe.h"
 
+#include "evloop.h"
 #include "stats.h"
 
 struct Pool;
@@ -26,7 +27,7 @@ typedef enum ProbeState
 typedef struct HealthProbe
 {
 	PGconn	   *conn;			/* its own connection, never a caller's */
-	uint64		serial;			/* bumped at every new connection (event set) */
+	EvWatch		watch;			/* its socket in the worker's set */
 	ProbeState	state;
 	PostgresPollingStatusType poll;
 	bool		want_write;
@@ -62,6 +63,7 @@ extern bool health_tick(HealthProbe *p, struct Pool *pool,
 						const NetrunPoolSlot *settings, TimestampTz now,
 						TimestampTz *next_wake);
 extern uint32 health_wait_events(HealthProbe *p);
+extern TimestampTz health_next_wake(const HealthProbe *p);
 extern bool health_on_event(HealthProbe *p, struct Pool *pool,
 							const NetrunPoolSlot *settings);
 extern void health_note_call(HealthProbe *p, bool remote_fault);
@@ -71,6 +73,7 @@ extern void pool_probe_succeeded(struct Pool *pool);
 extern PGconn *pool_connect_start(struct Pool *pool, const char *application_name,
 								  const char *options,
 								  char **error, bool *local);
-extern void pool_connect_close(PGconn *conn);
+extern void pool_connect_close(PGconn *conn, EvWatch *watch);
+extern void pool_forget_names(struct Pool *pool);
 
 #endif							/* NETRUN_HEALTH_H */

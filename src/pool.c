@@ -48,6 +48,7 @@
 #include "catalog/pg_type.h"
 #include "common/pg_prng.h"
 #include "lib/ilist.h"
+#include "lib/pairingheap.h"
 #include "libpq-fe.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -62,9 +63,11 @@
 
 #include "cancel.h"
 #include "channel.h"
+#include "evloop.h"
 #include "guard.h"
 #include "health.h"
 #include "pool.h"
+#include "resolve.h"
 #include "stats.h"
 
 /* The remote notices a closed client within this many ms (PG >= 14). */
@@ -126,8 +129,7 @@ typedef struct RemoteConn
 	TimestampTz created_at;
 	TimestampTz idle_since;		/* when it last became idle */
 	struct Request *req;		/* while BUSY */
-	uint64		serial;			/* unique for the worker's life (event set) */
-	int			watch_pos;		/* its entry in the kept event set, or -1 */
+	EvWatch		watch;			/* its socket in the worker's set (evloop.c) */
 
 	/*
 	 * Pins: a begin() transaction (pin_txn) or a session-mode session
@@ -208,8 +210,21 @@ typedef struct Pool
 	char		last_connect_error[256];	/* libpq's reason, for waiters */
 	int			stats_index;	/* its NetrunPoolStats entry, or -1 */
 	HealthProbe probe;			/* health.c */
-	int			probe_watch_pos;	/* its probe's entry in the event set, or -1 */
+	/*
+	 * The worker's turn touches only pools with something to do: the next
+	 * deadline of each pool (a waiter's, a connect's, its probe's, a
+	 * cancel's) orders it in wake_heap; a pool whose connections changed
+	 * state is dirty until their sockets' watch is brought up to date; a
+	 * pool with callers waiting is offered connections every turn.
+	 */
+	pairingheap_node wake_node;
+	TimestampTz wake_at;		/* in wake_heap when not 0 */
+	dlist_node	dirty_node;
+	bool		dirty;
+	dlist_node	waiting_node;
+	bool		on_waiting;
 	bool		startup_options_refused;	/* the remote said no to ours */
+	bool		resolving;		/* connects wait for its host names */
 } Pool;
 
 typedef enum RequestStep
@@ -280,9 +295,16 @@ typedef struct ChannelState
 } ChannelState;
 
 static MemoryContext pool_context = NULL;
-static uint64 conn_serials = 0;	/* RemoteConn and probe connection serials */
 static dlist_head all_pools = DLIST_STATIC_INIT(all_pools);
 static ChannelState *channels = NULL;
+
+/*
+ * Something happened since the gauges were last published: publish again
+ * at the next maintenance tick even if nothing else wakes the worker, so
+ * pool_stats settles within 250 ms; at rest nothing wakes it at all.
+ */
+static bool gauges_dirty = false;
+static TimestampTz next_maintenance = 0;
 
 static void request_fail(Request *req, const char *sqlstate,
 						 const char *message, const char *detail,
@@ -311,6 +333,10 @@ static void conn_set_guard(RemoteConn *rc, int state, const char *detail);
 static void conn_reset(RemoteConn *rc, ConnState state);
 static void conn_read_hello(RemoteConn *rc, const PGresult *res);
 static void pool_dispatch(Pool *pool);
+static void pool_touch(Pool *pool);
+static void pool_wake(Pool *pool, TimestampTz at);
+static void pool_note_waiting(Pool *pool);
+static void pool_forget_turn(Pool *pool);
 static void pool_fail_unreachable(Pool *pool, Request *only);
 static const char *pool_connect_hint(Pool *pool);
 
@@ -336,7 +362,14 @@ pool_after_error(void)
 	dlist_iter	it;
 
 	dlist_foreach(it, &all_pools)
-		dlist_container(Pool, node, it.cur)->dispatching = false;
+	{
+		Pool	   *pool = dlist_container(Pool, node, it.cur);
+
+		/* and the turn it broke off is looked at again, all of it */
+		pool->dispatching = false;
+		pool_touch(pool);
+		pool_wake(pool, GetCurrentTimestamp());
+	}
 }
 
 /* ---------------------------------------------------------------------
@@ -435,17 +468,20 @@ conn_close(RemoteConn *rc)
 	if (rc->pin_txn && rc->pinned_to >= 0)
 		channel_note_lost(rc->pinned_to, pool->settings.name);
 
-	if (rc->conn)
-		pool_connect_close(rc->conn);
+	pool_connect_close(rc->conn, &rc->watch);
 	dlist_delete(&rc->node);
 	pool->nconns--;
 	STATS_BUMP(pool->stats_index, closed_total);
 	pfree(rc);
 }
 
+/* Close a connection and stop watching its socket (before it closes). */
 void
-pool_connect_close(PGconn *conn)
+pool_connect_close(PGconn *conn, EvWatch *watch)
 {
+	evloop_forget(watch, conn ? PQsocket(conn) : PGINVALID_SOCKET);
+	if (conn == NULL)
+		return;
 	PQfinish(conn);
 	ReleaseExternalFD();
 }
@@ -482,11 +518,13 @@ pool_decrypt_secret(Pool *pool, char **error)
 
 /*
  * Start connecting to the pool's remote, taking a descriptor; NULL with
- * the reason in *error if it cannot even start.  The keywords libpq gets:
- * the registered conninfo, the decrypted secret, and the settings the
- * pool owns.  The password lives only in memory that is wiped as soon as
- * libpq has copied it.  Pool connections and health probes both connect
- * here.
+ * the reason in *error if it cannot even start, or NULL with *error NULL
+ * while its host names are being resolved (pool_names_resolved says when
+ * to try again).  The keywords libpq gets: the registered conninfo, with
+ * the addresses of its host names (resolve.c), the decrypted secret, and
+ * the settings the pool owns.  The password lives only in memory that is
+ * wiped as soon as libpq has copied it.  Pool connections and health
+ * probes both connect here.
  */
 PGconn *
 pool_connect_start(Pool *pool, const char *appname, const char *options,
@@ -499,9 +537,17 @@ pool_connect_start(Pool *pool, const char *appname, const char *options,
 	PQconninfoOption *secret_opts = NULL;
 	char	   *secret = NULL;
 	PGconn	   *conn;
+	const char *host = NULL,
+			   *hostaddr = NULL,
+			   *port = NULL;
+	char	   *host_out,
+			   *hostaddr_out,
+			   *port_out;
 
 	*error = NULL;
 	*local = false;
+	if (pool->resolving)
+		return NULL;
 	if (!AcquireExternalFD())
 	{
 		/* the worker's shortage, not the remote's failure */
@@ -517,6 +563,31 @@ pool_connect_start(Pool *pool, const char *appname, const char *options,
 		*error = pstrdup("the registered connection string cannot be parsed");
 		return NULL;
 	}
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+	{
+		if (strcmp(o->keyword, "host") == 0)
+			host = o->val;
+		else if (strcmp(o->keyword, "hostaddr") == 0)
+			hostaddr = o->val;
+		else if (strcmp(o->keyword, "port") == 0)
+			port = o->val;
+	}
+	switch (resolve_hosts(host, hostaddr, port, &host_out, &hostaddr_out,
+						  &port_out, error))
+	{
+		case RESOLVE_READY:
+			break;
+		case RESOLVE_PENDING:
+			pool->resolving = true;
+			PQconninfoFree(opts);
+			ReleaseExternalFD();
+			return NULL;
+		case RESOLVE_FAILED:
+			PQconninfoFree(opts);
+			ReleaseExternalFD();
+			return NULL;
+	}
+
 	if (pool->secret)
 	{
 		secret = pool_decrypt_secret(pool, error);
@@ -536,9 +607,14 @@ pool_connect_start(Pool *pool, const char *appname, const char *options,
 		secret_opts = PQconninfoParse(secret, NULL);
 	}
 
-	for (PQconninfoOption *o = opts; o->keyword && n < 48; o++)
+	for (PQconninfoOption *o = opts; o->keyword && n < 45; o++)
 		if (o->val)
 		{
+			/* the resolved hosts come below */
+			if (host_out &&
+				(strcmp(o->keyword, "host") == 0 || strcmp(o->keyword, "hostaddr") == 0 ||
+				 (port_out && strcmp(o->keyword, "port") == 0)))
+				continue;
 			keys[n] = o->keyword;
 			vals[n] = o->val;
 			/* our settings after the registered options: ours win */
@@ -557,6 +633,18 @@ pool_connect_start(Pool *pool, const char *appname, const char *options,
 				vals[n++] = o->val;
 			}
 
+	if (host_out)
+	{
+		keys[n] = "host";
+		vals[n++] = host_out;
+		keys[n] = "hostaddr";
+		vals[n++] = hostaddr_out;
+		if (port_out)
+		{
+			keys[n] = "port";
+			vals[n++] = port_out;
+		}
+	}
 	if (options)
 	{
 		keys[n] = "options";
@@ -633,8 +721,6 @@ conn_start(Pool *pool, char **error)
 
 	STATS_BUMP(pool->stats_index, created_total);
 	rc = MemoryContextAllocZero(pool_context, sizeof(RemoteConn));
-	rc->serial = ++conn_serials;
-	rc->watch_pos = -1;
 	rc->pool = pool;
 	rc->conn = conn;
 	rc->used_options = options;
@@ -646,6 +732,8 @@ conn_start(Pool *pool, char **error)
 													   pool->settings.connect_timeout_ms);
 	dlist_push_tail(&pool->conns, &rc->node);
 	pool->nconns++;
+	pool_touch(pool);
+	pool_wake(pool, rc->connect_deadline);
 	return rc;
 }
 
@@ -724,6 +812,44 @@ pool_probe_succeeded(Pool *pool)
 		pool_dispatch(pool);
 }
 
+/*
+ * A connect or a probe failed: the pool's host names are asked of the DNS
+ * again at the next attempt (a name moved to a new primary is followed).
+ */
+void
+pool_forget_names(Pool *pool)
+{
+	PQconninfoOption *opts = PQconninfoParse(pool->conninfo, NULL);
+
+	if (opts == NULL)
+		return;
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+		if (strcmp(o->keyword, "host") == 0)
+			resolve_forget_hosts(o->val);
+	PQconninfoFree(opts);
+}
+
+/*
+ * Names were resolved (or failed): pools that waited for one try again now
+ * (not here: this may run inside a connect, pool_connect_start).
+ */
+void
+pool_names_resolved(void)
+{
+	dlist_iter	it;
+
+	dlist_foreach(it, &all_pools)
+	{
+		Pool	   *pool = dlist_container(Pool, node, it.cur);
+
+		if (!pool->resolving)
+			continue;
+		pool->resolving = false;
+		pool_touch(pool);
+		pool_wake(pool, GetCurrentTimestamp());
+	}
+}
+
 /* A connection attempt failed: back off; with nothing else open, fail. */
 static void
 conn_failed_to_connect(RemoteConn *rc, const char *why)
@@ -733,6 +859,7 @@ conn_failed_to_connect(RemoteConn *rc, const char *why)
 
 	strlcpy(pool->last_connect_error, why, sizeof(pool->last_connect_error));
 	conn_close(rc);
+	pool_forget_names(pool);
 
 	/*
 	 * Connects back off exponentially, with jitter so that many pools do
@@ -745,6 +872,7 @@ conn_failed_to_connect(RemoteConn *rc, const char *why)
 	backoff_ms = backoff_ms / 2 + (long) (pg_prng_double(&pg_global_prng_state) * backoff_ms / 2);
 	pool->next_connect_attempt = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 															 backoff_ms);
+	pool_wake(pool, pool->next_connect_attempt);
 	if (pool->nconns == 0)
 		pool_fail_unreachable(pool, NULL);
 }
@@ -872,6 +1000,7 @@ conn_reset(RemoteConn *rc, ConnState state)
 	PGconn	   *conn = rc->conn;
 
 	Assert(rc->nsegs == 0);
+	pool_touch(rc->pool);
 	rc->state = state;
 	rc->req = NULL;
 	rc->housekeeping_failed = false;
@@ -1478,7 +1607,10 @@ request_account(Request *req)
 		!req->abandoned && sqlstate_is_remote_fault(req->sqlstate);
 
 	if (pool && pool->stats_index == req->stats_index)
+	{
 		health_note_call(&pool->probe, fault);
+		pool_wake(pool, health_next_wake(&pool->probe));
+	}
 	if (s == NULL)
 		return;
 	SpinLockAcquire(&s->mutex);
@@ -1694,6 +1826,8 @@ request_send_failed(Request *req, const char *msg)
 			req->next_statement = 0;
 			dlist_push_head(&pool->waiters, &req->node);
 			pool->nwaiting++;
+			pool_wake(pool, req->acquire_deadline);
+			pool_note_waiting(pool);
 			pool_dispatch(pool);
 			return;
 		}
@@ -1719,6 +1853,7 @@ request_start(Request *req, RemoteConn *rc)
 	Pool	   *pool = req->pool;
 	bool		behind = rc->nsegs > 0;
 
+	pool_touch(pool);
 	req->rc = rc;
 	if (behind)
 		{
@@ -2407,6 +2542,8 @@ request_advance(Request *req)
 static void
 request_abandon(Request *req)
 {
+	if (req->pool)
+		pool_touch(req->pool);
 	/* counted as a failed call, unless it was over already */
 	if (req->step != STEP_DELIVERING)
 	{
@@ -2454,6 +2591,8 @@ request_abandon(Request *req)
 			rc->cancel_deadline =
 				TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 											rc->pool->settings.connect_timeout_ms);
+			if (rc->cancel_pending)
+				pool_wake(rc->pool, GetCurrentTimestamp());
 			if (r < 0)
 				conn_close(rc);
 		}
@@ -2593,6 +2732,7 @@ pool_dispatch(Pool *pool)
 	if (pool->dispatching)
 		return;
 	pool->dispatching = true;
+	pool_touch(pool);
 
 	opening = pool_count_state(pool, CONN_CONNECTING) + pool_count_state(pool, CONN_SETUP);
 	while (!dlist_is_empty(&pool->waiters))
@@ -2619,6 +2759,8 @@ pool_dispatch(Pool *pool)
 		char	   *error;
 		RemoteConn *rc = conn_start(pool, &error);
 
+		if (rc == NULL && error == NULL)
+			break;				/* its host names are being resolved */
 		if (rc == NULL)
 		{
 			/* could not even start: back off like a failed connect */
@@ -2627,6 +2769,7 @@ pool_dispatch(Pool *pool)
 			pool->next_connect_attempt =
 				TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 											Min(100L << Min(pool->connect_failures - 1, 9), 30000L));
+			pool_wake(pool, pool->next_connect_attempt);
 			if (pool->nconns == 0)
 				pool_fail_unreachable(pool, NULL);
 			break;
@@ -2639,6 +2782,7 @@ pool_dispatch(Pool *pool)
 static void
 conn_release(RemoteConn *rc)
 {
+	pool_touch(rc->pool);
 	/*
 	 * A pipelined call: its reset is on the way already.  Read what has
 	 * arrived; the rest comes with the socket's next event.
@@ -2683,6 +2827,7 @@ conn_release(RemoteConn *rc)
 static void
 pool_destroy(Pool *pool)
 {
+	pool_forget_turn(pool);
 	health_stop(&pool->probe);
 	stats_release(pool->stats_index);
 	dlist_delete(&pool->node);
@@ -2731,7 +2876,6 @@ pool_sync(PoolDefinition *defs, int ndefs)
 			dlist_push_tail(&all_pools, &pool->node);
 			pool->stats_index = stats_claim(d->settings.name);
 			health_init(&pool->probe, pool->stats_index);
-			pool->probe_watch_pos = -1;
 		}
 		else if (strcmp(pool->conninfo, d->conninfo) != 0 ||
 				 (pool->secret == NULL) != (d->secret == NULL) ||
@@ -2778,6 +2922,9 @@ pool_sync(PoolDefinition *defs, int ndefs)
 		Pool	   *pool = dlist_container(Pool, node, it.cur);
 		dlist_mutable_iter cit;
 
+		/* what it does and when changed: look at all of it now */
+		pool_touch(pool);
+		pool_wake(pool, GetCurrentTimestamp());
 		if (pool->present && pool->settings.enabled)
 		{
 			dlist_foreach_modify(cit, &pool->conns)
@@ -2851,6 +2998,7 @@ pool_force_retire(const char *name, bool all_removed)
 			continue;
 		if (!all_removed && strcmp(pool->settings.name, name) != 0)
 			continue;
+		pool_touch(pool);
 
 		dlist_foreach_modify(cit, &pool->conns)
 		{
@@ -3206,6 +3354,8 @@ request_accept(int channel, Request *req)
 														pool->settings.acquire_timeout_ms);
 	dlist_push_tail(&pool->waiters, &req->node);
 	pool->nwaiting++;
+	pool_wake(pool, req->acquire_deadline);
+	pool_note_waiting(pool);
 	pool_dispatch(pool);
 }
 
@@ -3258,6 +3408,8 @@ pool_service_channels(void)
 		{
 			Request    *req = cs->active;
 
+			if (req->pool)
+				pool_touch(req->pool);
 			if (request_pump(req))
 			{
 				if (req->step == STEP_DELIVERING)
@@ -3359,6 +3511,8 @@ pool_maintain(TimestampTz now)
 
 			if (conn_start(pool, &error) == NULL)
 			{
+				if (error == NULL)
+					break;		/* its host names are being resolved */
 				strlcpy(pool->last_connect_error, error, sizeof(pool->last_connect_error));
 				pool->connect_failures++;
 				pool->next_connect_attempt = TimestampTzPlusMilliseconds(now, 1000);
@@ -3375,12 +3529,26 @@ pool_maintain(TimestampTz now)
 void
 pool_publish_gauges(void)
 {
+	/* each slot's pool by its stats entry, not by a search per slot */
+	Pool	  **by_stats = palloc0(sizeof(Pool *) * Max(netrun_shared->max_stats, 1));
+	dlist_iter	pit;
+
+	dlist_foreach(pit, &all_pools)
+	{
+		Pool	   *pool = dlist_container(Pool, node, pit.cur);
+
+		if (pool->present && pool->stats_index >= 0)
+			by_stats[pool->stats_index] = pool;
+	}
 	LWLockAcquire(netrun_shared->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < netrun_shared->npools; i++)
 	{
 		NetrunPoolSlot *slot = &netrun_shared->pools[i];
-		Pool	   *pool = pool_lookup(slot->name);
+		Pool	   *pool = slot->stats_index >= 0 ? by_stats[slot->stats_index] : NULL;
 		dlist_iter	it;
+
+		if (pool == NULL || strcmp(pool->settings.name, slot->name) != 0)
+			pool = pool_lookup(slot->name);
 
 		slot->total = slot->checked_out = slot->idle = slot->waiting = 0;
 		if (pool == NULL)
@@ -3399,16 +3567,74 @@ pool_publish_gauges(void)
 		}
 	}
 	LWLockRelease(netrun_shared->lock);
+	pfree(by_stats);
 }
 
-/* Waiters past their deadline, connects past theirs. */
-/*
- * Something happened since the gauges were last published: publish again
- * at the next maintenance tick even if nothing else wakes the worker, so
- * pool_stats settles within 250 ms; at rest nothing wakes it at all.
- */
-static bool gauges_dirty = false;
-static TimestampTz next_maintenance = 0;
+/* Pools by their next deadline, earliest first (pool_wake). */
+static int
+pool_wake_cmp(const pairingheap_node *a, const pairingheap_node *b, void *arg)
+{
+	TimestampTz ta = pairingheap_const_container(Pool, wake_node, a)->wake_at;
+	TimestampTz tb = pairingheap_const_container(Pool, wake_node, b)->wake_at;
+
+	/* pairingheap keeps the greatest first */
+	return ta < tb ? 1 : ta > tb ? -1 : 0;
+}
+
+static pairingheap wake_heap = {pool_wake_cmp, NULL, NULL};
+static dlist_head dirty_pools = DLIST_STATIC_INIT(dirty_pools);
+static dlist_head waiting_pools = DLIST_STATIC_INIT(waiting_pools);
+
+/* The pool must be looked at by at (0: nothing due). */
+static void
+pool_wake(Pool *pool, TimestampTz at)
+{
+	if (at == 0 || (pool->wake_at != 0 && pool->wake_at <= at))
+		return;
+	if (pool->wake_at != 0)
+		pairingheap_remove(&wake_heap, &pool->wake_node);
+	pool->wake_at = at;
+	pairingheap_add(&wake_heap, &pool->wake_node);
+}
+
+/* Its connections' or probe's wanted events may have changed. */
+static void
+pool_touch(Pool *pool)
+{
+	gauges_dirty = true;
+	if (!pool->dirty)
+	{
+		pool->dirty = true;
+		dlist_push_tail(&dirty_pools, &pool->dirty_node);
+	}
+}
+
+/* It has callers waiting: offer them connections every turn. */
+static void
+pool_note_waiting(Pool *pool)
+{
+	if (!pool->on_waiting)
+	{
+		pool->on_waiting = true;
+		dlist_push_tail(&waiting_pools, &pool->waiting_node);
+	}
+	pool_wake(pool, pool->next_connect_attempt);
+}
+
+/* Out of every list of the turn's, before it is freed. */
+static void
+pool_forget_turn(Pool *pool)
+{
+	if (pool->wake_at != 0)
+		pairingheap_remove(&wake_heap, &pool->wake_node);
+	pool->wake_at = 0;
+	if (pool->dirty)
+		dlist_delete(&pool->dirty_node);
+	pool->dirty = false;
+	if (pool->on_waiting)
+		dlist_delete(&pool->waiting_node);
+	pool->on_waiting = false;
+}
 
 /*
  * The circuit just opened: callers already waiting for this pool fail now,
@@ -3436,12 +3662,134 @@ pool_circuit_opened(Pool *pool)
 	}
 }
 
+/*
+ * One pool's deadlines: its probe, waiters past acquire_timeout_ms,
+ * connects past connect_timeout_ms, a cancel on its way.  Returns the
+ * pool's next deadline (0: none).
+ */
+static TimestampTz
+pool_check_one(Pool *pool, TimestampTz now)
+{
+	TimestampTz next = 0;
+	dlist_mutable_iter wit;
+
+	pool_touch(pool);
+	if (pool->present && pool->settings.enabled &&
+		health_tick(&pool->probe, pool, &pool->settings, now, &next))
+		pool_circuit_opened(pool);
+
+	dlist_foreach_modify(wit, &pool->waiters)
+	{
+		Request    *req = dlist_container(Request, node, wit.cur);
+
+		if (req->acquire_deadline <= now)
+		{
+			char	   *detail;
+
+			dlist_delete(&req->node);
+			pool->nwaiting--;
+			if (pool->resolving && pool->nconns == 0)
+			{
+				req->timed_out = true;
+				request_fail(req, "08001",
+							 psprintf("could not connect to netrun_pool connection \"%s\"",
+									  pool->settings.name),
+							 psprintf("Its host name was not resolved within acquire_timeout_ms of %d ms.",
+									  pool->settings.acquire_timeout_ms),
+							 "Check the DNS servers of /etc/resolv.conf or netrun_pool.dns_servers.");
+				continue;
+			}
+			if (pool->connect_failures > 0 &&
+				pool->nconns - pool_count_state(pool, CONN_CONNECTING) == 0)
+			{
+				/* not busy, but unreachable: say why */
+				detail = psprintf("%s (%d attempts in a row failed within acquire_timeout_ms of %d ms)",
+								  pool->last_connect_error, pool->connect_failures,
+								  pool->settings.acquire_timeout_ms);
+				req->timed_out = true;
+				request_fail(req, "08001",
+							 psprintf("could not connect to netrun_pool connection \"%s\"",
+									  pool->settings.name),
+							 detail, NULL);
+				continue;
+			}
+			STATS_BUMP(pool->stats_index, exhausted_total);
+			req->timed_out = true;
+			detail = psprintf("pool_max is %d, max_overflow %d; %d connections are open and %d callers are waiting.",
+							  pool->settings.pool_max, pool->settings.max_overflow,
+							  pool->nconns, pool->nwaiting + 1);
+			/* busy, and more could not be opened (a full remote): say why */
+			if (pool->connect_failures > 0)
+				detail = psprintf("%s Opening another connection failed %d times in a row; the last: %s.",
+								  detail, pool->connect_failures,
+								  pool->last_connect_error);
+			request_fail(req, "53300",
+						 psprintf("timed out waiting for a connection from netrun_pool connection \"%s\"",
+								  pool->settings.name),
+						 detail,
+						 "Raise pool_max or max_overflow, or acquire_timeout_ms, with netrun_pool.configure().");
+		}
+		else if (next == 0 || req->acquire_deadline < next)
+			next = req->acquire_deadline;
+	}
+
+	/* waiters held back by the connect backoff: wake up to retry */
+	if (pool->nwaiting > 0 && pool->next_connect_attempt > now)
+	{
+		if (next == 0 || pool->next_connect_attempt < next)
+			next = pool->next_connect_attempt;
+	}
+
+	dlist_foreach_modify(wit, &pool->conns)
+	{
+		RemoteConn *rc = dlist_container(RemoteConn, node, wit.cur);
+
+		if (rc->cancel_pending)
+		{
+			int			r = cancel_advance(&rc->cancel);
+
+			if (r != 0)
+				rc->cancel_pending = false;
+			if (r < 0 || (r == 0 && rc->cancel_deadline <= now))
+			{
+				/* the cancel could not be sent: stop the remote by closing */
+				if (rc->cancel_pending)
+					cancel_close(&rc->cancel);
+				rc->cancel_pending = false;
+				conn_close(rc);
+				continue;
+			}
+			/* a connect under way: look again soon */
+			if (r == 0)
+			{
+				TimestampTz soon = TimestampTzPlusMilliseconds(now, 5);
+
+				if (next == 0 || soon < next)
+					next = soon;
+			}
+		}
+		if (rc->state != CONN_CONNECTING && rc->state != CONN_SETUP)
+			continue;
+		if (rc->connect_deadline <= now)
+			conn_failed_to_connect(rc, psprintf("timeout expired after %d ms",
+												pool->settings.connect_timeout_ms));
+		else if (next == 0 || rc->connect_deadline < next)
+			next = rc->connect_deadline;
+	}
+	return next;
+}
+
+/*
+ * The turn's deadlines: only the pools whose next deadline has come, in
+ * order, and the callers waiting for a connection.  Returns how long the
+ * worker may sleep (-1: until something happens).
+ */
 static long
 pool_check_deadlines(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz next = 0;
-	dlist_iter	it;
+	dlist_mutable_iter it;
 
 	if (now >= next_maintenance)
 	{
@@ -3450,111 +3798,47 @@ pool_check_deadlines(void)
 		gauges_dirty = false;
 		next_maintenance = TimestampTzPlusMilliseconds(now, 250);
 	}
-	if (gauges_dirty && (next == 0 || next_maintenance < next))
+	if (gauges_dirty)
 		next = next_maintenance;
 
-	dlist_foreach(it, &all_pools)
+	while (!pairingheap_is_empty(&wake_heap))
 	{
-		Pool	   *pool = dlist_container(Pool, node, it.cur);
-		dlist_mutable_iter wit;
+		Pool	   *pool = pairingheap_container(Pool, wake_node,
+												 pairingheap_first(&wake_heap));
 
-		if (pool->present && pool->settings.enabled &&
-			health_tick(&pool->probe, pool, &pool->settings, now, &next))
-			pool_circuit_opened(pool);
-
-		dlist_foreach_modify(wit, &pool->waiters)
-		{
-			Request    *req = dlist_container(Request, node, wit.cur);
-
-			if (req->acquire_deadline <= now)
-			{
-				char	   *detail;
-
-				dlist_delete(&req->node);
-				pool->nwaiting--;
-				if (pool->connect_failures > 0 &&
-					pool->nconns - pool_count_state(pool, CONN_CONNECTING) == 0)
-				{
-					/* not busy, but unreachable: say why */
-					detail = psprintf("%s (%d attempts in a row failed within acquire_timeout_ms of %d ms)",
-									  pool->last_connect_error, pool->connect_failures,
-									  pool->settings.acquire_timeout_ms);
-					req->timed_out = true;
-					request_fail(req, "08001",
-								 psprintf("could not connect to netrun_pool connection \"%s\"",
-										  pool->settings.name),
-								 detail, NULL);
-					continue;
-				}
-				STATS_BUMP(pool->stats_index, exhausted_total);
-				req->timed_out = true;
-				detail = psprintf("pool_max is %d, max_overflow %d; %d connections are open and %d callers are waiting.",
-								  pool->settings.pool_max, pool->settings.max_overflow,
-								  pool->nconns, pool->nwaiting + 1);
-				/* busy, and more could not be opened (a full remote): say why */
-				if (pool->connect_failures > 0)
-					detail = psprintf("%s Opening another connection failed %d times in a row; the last: %s.",
-									  detail, pool->connect_failures,
-									  pool->last_connect_error);
-				request_fail(req, "53300",
-							 psprintf("timed out waiting for a connection from netrun_pool connection \"%s\"",
-									  pool->settings.name),
-							 detail,
-							 "Raise pool_max or max_overflow, or acquire_timeout_ms, with netrun_pool.configure().");
-			}
-			else if (next == 0 || req->acquire_deadline < next)
-				next = req->acquire_deadline;
-		}
-
-		/* waiters held back by the connect backoff: wake up to retry */
-		if (pool->nwaiting > 0 && pool->next_connect_attempt > now)
-		{
-			if (next == 0 || pool->next_connect_attempt < next)
-				next = pool->next_connect_attempt;
-		}
-		else if (pool->nwaiting > 0)
-			pool_dispatch(pool);
-
-		dlist_foreach_modify(wit, &pool->conns)
-		{
-			RemoteConn *rc = dlist_container(RemoteConn, node, wit.cur);
-
-			if (rc->cancel_pending)
-			{
-				int			r = cancel_advance(&rc->cancel);
-
-				if (r != 0)
-					rc->cancel_pending = false;
-				if (r < 0 || (r == 0 && rc->cancel_deadline <= now))
-				{
-					/* the cancel could not be sent: stop the remote by closing */
-					if (rc->cancel_pending)
-						cancel_close(&rc->cancel);
-					rc->cancel_pending = false;
-					conn_close(rc);
-					continue;
-				}
-				/* a connect under way: look again soon */
-				if (r == 0)
-				{
-					TimestampTz soon = TimestampTzPlusMilliseconds(now, 5);
-
-					if (next == 0 || soon < next)
-						next = soon;
-				}
-			}
-			if (rc->state != CONN_CONNECTING && rc->state != CONN_SETUP)
-				continue;
-			if (rc->connect_deadline <= now)
-				conn_failed_to_connect(rc, psprintf("timeout expired after %d ms",
-													pool->settings.connect_timeout_ms));
-			else if (next == 0 || rc->connect_deadline < next)
-				next = rc->connect_deadline;
-		}
+		if (pool->wake_at > now)
+			break;
+		(void) pairingheap_remove_first(&wake_heap);
+		pool->wake_at = 0;
+		pool_wake(pool, pool_check_one(pool, now));
 	}
 
+	dlist_foreach_modify(it, &waiting_pools)
+	{
+		Pool	   *pool = dlist_container(Pool, waiting_node, it.cur);
+
+		if (pool->nwaiting == 0)
+		{
+			dlist_delete(&pool->waiting_node);
+			pool->on_waiting = false;
+		}
+		else if (pool->next_connect_attempt <= now)
+			pool_dispatch(pool);
+	}
+
+	if (!pairingheap_is_empty(&wake_heap))
+	{
+		TimestampTz first = pairingheap_container(Pool, wake_node,
+												  pairingheap_first(&wake_heap))->wake_at;
+
+		if (next == 0 || first < next)
+			next = first;
+	}
+	next = resolve_next_wake(next);
 	if (next == 0)
 		return -1;
+	if (next <= now)
+		return 0;
 	return Max(1, (long) ((next - now + 999) / 1000));
 }
 
@@ -3604,57 +3888,6 @@ conn_on_event(RemoteConn *rc)
 	}
 }
 
-/*
- * The worker's event set is kept from one turn to the next while every
- * socket it should watch is in it already, for the same connection (told
- * apart by serial, not by address) and the same events.  Most turns then
- * cost one epoll_wait instead of a new epoll instance and a registration
- * per socket.  The set may also hold entries no longer wanted (a
- * connection gone idle, or closed: the kernel drops a closed socket from
- * the set by itself); such an entry is never dispatched, and if it fires
- * the set is rebuilt on the next turn, so an idle connection with data
- * waiting cannot spin the loop.  A set watching a connection that is still
- * connecting is never kept: libpq may close its socket and open the next
- * address's under the same number, which the kernel would drop from the
- * set without a word.
- */
-typedef struct WatchEntry
-{
-	void	   *target;			/* a RemoteConn, or the Pool whose probe it is */
-	uint64		serial;
-	pgsocket	sock;
-	uint32		events;
-	bool		probe;
-	bool		wanted;			/* this turn (not compared) */
-} WatchEntry;
-
-static WaitEventSet *watch_set = NULL;
-static WatchEntry *watch = NULL;	/* in pool_context; by position - 2 */
-static int	nwatch = 0;
-static bool watch_keep = false;
-static bool watch_stale_fired = false;	/* rebuild on the next turn */
-
-/*
- * Is this wanted entry in the kept set, as it is?  Marks it wanted.  The
- * position is remembered on the target; the serial check makes a
- * connection allocated at a freed one's address a stranger.
- */
-static bool
-watch_has(const WatchEntry *w, int pos)
-{
-	WatchEntry *have;
-
-	if (pos < 0 || pos >= nwatch)
-		return false;
-	have = &watch[pos];
-	if (have->target != w->target || have->serial != w->serial ||
-		have->sock != w->sock || have->events != w->events ||
-		have->probe != w->probe)
-		return false;
-	have->wanted = true;
-	return true;
-}
-
 /* What the set should wait for on a connection's socket (0: nothing). */
 static uint32
 conn_wait_events(RemoteConn *rc)
@@ -3686,18 +3919,73 @@ conn_wait_events(RemoteConn *rc)
 }
 
 /*
+ * Bring the watch of the touched pools' sockets up to date: only pools
+ * where something happened this turn, so idle and failing remotes cost
+ * nothing per turn.  A socket still connecting is rechecked (libpq may
+ * have put another socket under the same number).  Assertion-enabled
+ * builds check every socket of every pool, so a state change that forgot
+ * to touch its pool fails the tests.
+ */
+static void
+pool_update_watches(void)
+{
+	while (!dlist_is_empty(&dirty_pools))
+	{
+		Pool	   *pool = dlist_container(Pool, dirty_node,
+										   dlist_pop_head_node(&dirty_pools));
+		dlist_iter	cit;
+
+		pool->dirty = false;
+		if (pool->probe.conn)
+			evloop_watch(&pool->probe.watch, EV_PROBE, pool,
+						 PQsocket(pool->probe.conn),
+						 health_wait_events(&pool->probe),
+						 pool->probe.state == PROBE_CONNECTING);
+		dlist_foreach(cit, &pool->conns)
+		{
+			RemoteConn *rc = dlist_container(RemoteConn, node, cit.cur);
+
+			evloop_watch(&rc->watch, EV_CONN, rc, PQsocket(rc->conn),
+						 conn_wait_events(rc), rc->state == CONN_CONNECTING);
+		}
+	}
+#ifdef USE_ASSERT_CHECKING
+	{
+		dlist_iter	it;
+
+		dlist_foreach(it, &all_pools)
+		{
+			Pool	   *pool = dlist_container(Pool, node, it.cur);
+			dlist_iter	cit;
+
+			Assert(pool->probe.conn == NULL ||
+				   evloop_matches(&pool->probe.watch, PQsocket(pool->probe.conn),
+								  health_wait_events(&pool->probe)));
+			dlist_foreach(cit, &pool->conns)
+			{
+				RemoteConn *rc = dlist_container(RemoteConn, node, cit.cur);
+
+				Assert(evloop_matches(&rc->watch, PQsocket(rc->conn),
+									  conn_wait_events(rc)));
+			}
+		}
+	}
+#endif
+}
+
+/*
  * A few calls' turns, polled instead of slept: while one or two calls are
  * in flight (for up to netrun_pool.spin_wait_us from now), or within
- * spin_wait_us after the last call ended, the worker polls its event set
- * before it sleeps, yielding the CPU at every turn, as a lone caller does
- * for its answer (channel.c).  The remote's answer, or the next request
- * of a caller that calls again at once, then finds the worker awake: no
- * kill() and no trip through the scheduler.  With no call for a while,
- * or with several in flight, the worker just sleeps.  Returns what fired,
- * or 0.
+ * spin_wait_us after the last call ended, the worker polls its sockets
+ * and its latch before it sleeps, yielding the CPU at every turn, as a
+ * lone caller does for its answer (channel.c).  The remote's answer, or
+ * the next request of a caller that calls again at once, then finds the
+ * worker awake: no kill() and no trip through the scheduler.  With no call
+ * for a while, or with several in flight, the worker just sleeps.  Returns
+ * the sockets that fired, or 0.
  */
 static int
-pool_poll(WaitEvent *events, int nevents)
+pool_poll(EvFired *fired, int max)
 {
 	instr_time	since,
 				now;
@@ -3718,9 +4006,8 @@ pool_poll(WaitEvent *events, int nevents)
 		INSTR_TIME_SUBTRACT(now, since);
 		if (INSTR_TIME_GET_MICROSEC(now) >= (uint64) netrun_spin_wait_us)
 			return 0;
-		nfired = WaitEventSetWait(watch_set, 0, events, nevents,
-								  PG_WAIT_EXTENSION);
-		if (nfired != 0)
+		nfired = evloop_poll(fired, max);
+		if (nfired != 0 || MyLatch->is_set)
 			return nfired;
 		sched_yield();
 	}
@@ -3733,156 +4020,53 @@ pool_poll(WaitEvent *events, int nevents)
 void
 pool_run_once(long max_wait_ms)
 {
-	WaitEvent  *events;
-	WatchEntry *want;
-	int			nwant = 0;
-	int			maxwant = 0;
-	bool		keep = true;
+	EvFired		fired[EVLOOP_MAX_FIRED];
 	int			nfired;
 	long		timeout;
-	dlist_iter	it;
 
+	evloop_init();
 	pool_service_channels();
 	timeout = pool_check_deadlines();
 	if (timeout < 0 || timeout > max_wait_ms)
 		timeout = max_wait_ms;
+	pool_update_watches();
 
-	/* each pool's connections, and its health probe */
-	dlist_foreach(it, &all_pools)
-		maxwant += dlist_container(Pool, node, it.cur)->nconns + 1;
-	/* zeroed: entries are compared with memcmp, padding included */
-	want = palloc0(sizeof(WatchEntry) * Max(maxwant, 1));
-	dlist_foreach(it, &all_pools)
-	{
-		Pool	   *pool = dlist_container(Pool, node, it.cur);
-		dlist_iter	cit;
-		uint32		probe_ev = health_wait_events(&pool->probe);
-
-		if (probe_ev != 0)
-		{
-			WatchEntry *w = &want[nwant++];
-
-			w->target = pool;
-			w->serial = pool->probe.serial;
-			w->sock = PQsocket(pool->probe.conn);
-			w->events = probe_ev;
-			w->probe = true;
-			if (pool->probe.state == PROBE_CONNECTING)
-				keep = false;
-		}
-		dlist_foreach(cit, &pool->conns)
-		{
-			RemoteConn *rc = dlist_container(RemoteConn, node, cit.cur);
-			uint32		ev = conn_wait_events(rc);
-			WatchEntry *w;
-
-			if (ev == 0 || PQsocket(rc->conn) == PGINVALID_SOCKET)
-				continue;
-			w = &want[nwant++];
-			w->target = rc;
-			w->serial = rc->serial;
-			w->sock = PQsocket(rc->conn);
-			w->events = ev;
-			if (rc->state == CONN_CONNECTING)
-				keep = false;
-		}
-	}
-
-	/* keep the set if it holds every wanted entry as it is */
-	if (watch_set != NULL && watch_keep && keep && !watch_stale_fired)
-	{
-		for (int i = 0; i < nwatch; i++)
-			watch[i].wanted = false;
-		for (int i = 0; i < nwant && keep; i++)
-		{
-			int			pos = want[i].probe ?
-				((Pool *) want[i].target)->probe_watch_pos :
-				((RemoteConn *) want[i].target)->watch_pos;
-
-			keep = watch_has(&want[i], pos);
-		}
-	}
-	else
-		keep = false;
-	if (!keep)
-	{
-		MemoryContext old;
-
-		/*
-		 * The set's own descriptor comes from a slot held in reserve, so
-		 * connections can never take the last one and wedge the loop.
-		 */
-		if (watch_set)
-		{
-			FreeWaitEventSet(watch_set);
-			watch_set = NULL;
-			ReserveExternalFD();
-		}
-		ReleaseExternalFD();
-		watch_set = CreateWaitEventSet(pool_context, nwant + 2);
-		AddWaitEventToSet(watch_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-		AddWaitEventToSet(watch_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-		for (int i = 0; i < nwant; i++)
-		{
-			AddWaitEventToSet(watch_set, want[i].events, want[i].sock, NULL, NULL);
-			want[i].wanted = true;
-			if (want[i].probe)
-				((Pool *) want[i].target)->probe_watch_pos = i;
-			else
-				((RemoteConn *) want[i].target)->watch_pos = i;
-		}
-		old = MemoryContextSwitchTo(pool_context);
-		if (watch)
-			pfree(watch);
-		watch = palloc(sizeof(WatchEntry) * Max(nwant, 1));
-		memcpy(watch, want, sizeof(WatchEntry) * nwant);
-		MemoryContextSwitchTo(old);
-		nwatch = nwant;
-		watch_keep = true;
-		watch_stale_fired = false;
-		/* never kept while a connection is connecting: see above */
-		for (int i = 0; i < nwant; i++)
-			if (want[i].probe ?
-				((Pool *) want[i].target)->probe.state == PROBE_CONNECTING :
-				((RemoteConn *) want[i].target)->state == CONN_CONNECTING)
-				watch_keep = false;
-	}
-	pfree(want);
-
-	events = palloc(sizeof(WaitEvent) * (nwatch + 2));
-	nfired = pool_poll(events, nwatch + 2);
+	nfired = timeout == 0 ? 0 : pool_poll(fired, lengthof(fired));
 	if (nfired == 0)
-		nfired = WaitEventSetWait(watch_set, timeout, events, nwatch + 2,
-								  PG_WAIT_EXTENSION);
+		nfired = evloop_wait(timeout, fired, lengthof(fired));
 	if (nfired > 0)
 		gauges_dirty = true;
 	for (int i = 0; i < nfired; i++)
 	{
-		WatchEntry *w;
+		EvKind		kind;
+		void	   *target = evloop_target(&fired[i], &kind);
 
-		if (events[i].events & WL_LATCH_SET)
+		if (target == NULL)
+			continue;			/* its owner went earlier in this batch */
+		switch (kind)
 		{
-			ResetLatch(MyLatch);
-			continue;
-		}
-		if (events[i].pos < 2)
-			continue;
-		w = &watch[events[i].pos - 2];
-		if (!w->wanted)
-		{
-			/* not watched this turn; its target may be gone: never touched */
-			watch_stale_fired = true;
-			continue;
-		}
-		if (w->probe)
-		{
-			Pool	   *pool = (Pool *) w->target;
+			case EV_CONN:
+				{
+					RemoteConn *rc = (RemoteConn *) target;
+					Pool	   *pool = rc->pool;
 
-			if (health_on_event(&pool->probe, pool, &pool->settings))
-				pool_circuit_opened(pool);
+					conn_on_event(rc);
+					pool_touch(pool);
+					break;
+				}
+			case EV_PROBE:
+				{
+					Pool	   *pool = (Pool *) target;
+
+					if (health_on_event(&pool->probe, pool, &pool->settings))
+						pool_circuit_opened(pool);
+					pool_touch(pool);
+					pool_wake(pool, health_next_wake(&pool->probe));
+					break;
+				}
+			case EV_RESOLVER:
+				resolve_on_event(target, fired[i].events);
+				break;
 		}
-		else
-			conn_on_event((RemoteConn *) w->target);
 	}
-	pfree(events);
 }

@@ -31,6 +31,7 @@
 
 #include "netrun_pool.h"
 #include "pool.h"
+#include "resolve.h"
 
 /* How often the worker checks that the extension exists (created/dropped). */
 #define WORKER_EXTENSION_POLL_MS	1000
@@ -114,6 +115,7 @@ worker_iterate(void)
 	{
 		ConfigReloadPending = false;
 		ProcessConfigFile(PGC_SIGHUP);
+		resolve_reload();
 		SpinLockAcquire(&netrun_shared->mutex);
 		netrun_shared->worker_reloads++;
 		SpinLockRelease(&netrun_shared->mutex);
