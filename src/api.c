@@ -49,6 +49,8 @@ PG_FUNCTION_INFO_V1(netrun_release);
 
 /* libpq takes at most this many parameters. */
 #define MAX_PARAMS		65535
+/* A request buffer larger than this is freed before the next call. */
+#define REQUEST_BUF_KEEP	(8 * 1024 * 1024)
 
 /* What the caller does with the stream (one of these per call kind). */
 typedef struct CallSink
@@ -443,6 +445,13 @@ api_build_request(const char *name, ChannelCallKind kind, bool read_only,
 		request_buf = makeStringInfo();
 		MemoryContextSwitchTo(old);
 	}
+	/* a large request's buffer is not kept for the backend's life */
+	if (request_buf->maxlen > REQUEST_BUF_KEEP)
+	{
+		pfree(request_buf->data);
+		request_buf->data = MemoryContextAlloc(TopMemoryContext, 1024);
+		request_buf->maxlen = 1024;
+	}
 	resetStringInfo(request_buf);
 
 	if (params != NULL)
@@ -525,6 +534,13 @@ api_build_request(const char *name, ChannelCallKind kind, bool read_only,
 			}
 		}
 	}
+	if ((int64) request_buf->len > (int64) netrun_max_request_size_kb * 1024)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("netrun_pool call of %d bytes exceeds netrun_pool.max_request_size (%d kB)",
+						request_buf->len, netrun_max_request_size_kb),
+				 errdetail("One worker sends the calls of every caller, and would hold them up while it sends a request this large."),
+				 errhint("Send the data in smaller calls, or raise netrun_pool.max_request_size.")));
 	return request_buf;
 }
 

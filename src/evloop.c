@@ -68,9 +68,7 @@ evloop_init(void)
 	ReserveExternalFD();
 	epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (epfd < 0)
-		ereport(ERROR,
-				(errcode_for_socket_access(),
-				 errmsg("netrun_pool worker could not create an epoll set: %m")));
+		elog(ERROR, "netrun_pool worker could not create an epoll set: %m");
 	outer = CreateWaitEventSet(evloop_context, 3);
 	AddWaitEventToSet(outer, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(outer, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);

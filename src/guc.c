@@ -15,6 +15,7 @@
 #include "utils/guc.h"
 
 #include "netrun_pool.h"
+#include "resolve.h"
 #include "tenant.h"
 
 /* netrun_pool.database: where the worker connects and the registry lives */
@@ -32,6 +33,9 @@ int			netrun_degraded_error_percent = 20;
 
 /* A caller's wait for its answer (channel.c) */
 int			netrun_spin_wait_us = 500;
+
+/* The largest request a backend hands the worker (api.c) */
+int			netrun_max_request_size_kb = 16384;
 
 /* Where the worker resolves remotes' host names (resolve.c) */
 char	   *netrun_dns_servers = NULL;
@@ -130,6 +134,15 @@ netrun_define_gucs(void)
 							0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("netrun_pool.max_request_size",
+							"The largest call (its statement and parameters) sent to a remote.",
+							"The worker sends every caller's calls; libpq copies a request whole, and sending one of tens of megabytes holds up the calls of every other caller while it goes out.",
+							&netrun_max_request_size_kb,
+							16384, 64, 1048576,
+							PGC_SUSET,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
 	DefineCustomStringVariable("netrun_pool.dns_servers",
 							   "DNS servers the worker asks for remotes' host names, instead of those of /etc/resolv.conf.",
 							   "A comma-separated list of addresses, each with an optional port: 10.0.0.2,10.0.0.3:5353,[::1]:53. Empty: /etc/resolv.conf.",
@@ -137,7 +150,7 @@ netrun_define_gucs(void)
 							   "",
 							   PGC_SIGHUP,
 							   0,
-							   NULL, NULL, NULL);
+							   resolve_check_servers, NULL, NULL);
 
 	DefineCustomIntVariable("netrun_pool.health_interval_ms",
 							"How often the worker probes each enabled connection.",

@@ -48,6 +48,7 @@ extern char *netrun_secret_key_file;
 extern int	netrun_health_interval_ms;
 extern int	netrun_spin_wait_us;
 extern char *netrun_dns_servers;
+extern int	netrun_max_request_size_kb;
 
 /*
  * Polling (spin_wait_us) pays while at most this many calls are in

@@ -134,10 +134,8 @@ resolve_apply_servers(void)
 		}
 	}
 	else if ((r = ares_set_servers_ports_csv(channel, want)) != ARES_SUCCESS)
-		ereport(WARNING,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("netrun_pool.dns_servers \"%s\" is not used: %s", want,
-						ares_strerror(r))));
+		elog(WARNING, "netrun_pool worker could not use netrun_pool.dns_servers: %s",
+			 ares_strerror(r));
 	if (servers_applied)
 		pfree(servers_applied);
 	servers_applied = MemoryContextStrdup(resolve_context, want);
@@ -177,6 +175,59 @@ resolve_init(void)
 	channel_ready = true;
 	servers_applied = NULL;
 	resolve_apply_servers();
+}
+
+/*
+ * netrun_pool.dns_servers: addresses, each with an optional port, as
+ * c-ares takes them ("10.0.0.2", "10.0.0.3:5353", "[::1]:53", "::1").
+ */
+bool
+resolve_check_servers(char **newval, void **extra, GucSource source)
+{
+	char	   *copy = pstrdup(*newval);
+	char	   *save = NULL;
+
+	for (char *item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save))
+	{
+		unsigned char buf[sizeof(struct in6_addr)];
+		char	   *shown = pstrdup(item);	/* item is cut up below */
+		char	   *addr = item;
+		char	   *port = NULL;
+		char	   *end;
+
+		while (*addr == ' ')
+			addr++;
+		if (*addr == '[')
+		{
+			end = strchr(addr, ']');
+			if (end == NULL || (end[1] != '\0' && end[1] != ':'))
+				goto bad;
+			*end = '\0';
+			port = end[1] == ':' ? end + 2 : NULL;
+			addr++;
+		}
+		else if (strchr(addr, ':') == strrchr(addr, ':') && strchr(addr, ':'))
+		{
+			port = strchr(addr, ':');
+			*port++ = '\0';
+		}
+		if (inet_pton(AF_INET, addr, buf) != 1 && inet_pton(AF_INET6, addr, buf) != 1)
+			goto bad;
+		if (port)
+		{
+			long		p = strtol(port, &end, 10);
+
+			if (*port == '\0' || *end != '\0' || p < 1 || p > 65535)
+				goto bad;
+		}
+		continue;
+bad:
+		GUC_check_errdetail("\"%s\" is not an IP address with an optional port.", shown);
+		pfree(copy);
+		return false;
+	}
+	pfree(copy);
+	return true;
 }
 
 /* SIGHUP: the servers may have changed. */

@@ -10,6 +10,7 @@
 #define NETRUN_RESOLVE_H
 
 #include "datatype/timestamp.h"
+#include "utils/guc.h"
 
 #include "evloop.h"
 
@@ -36,6 +37,7 @@ extern void resolve_forget_hosts(const char *host);
 extern void resolve_on_event(void *target, uint32 events);
 extern TimestampTz resolve_next_wake(TimestampTz next);
 extern void resolve_reload(void);
+extern bool resolve_check_servers(char **newval, void **extra, GucSource source);
 
 /* pool.c: a name was resolved (or failed): pools waiting for one go on */
 extern void pool_names_resolved(void);
