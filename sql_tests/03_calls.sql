@@ -119,6 +119,20 @@ SELECT show_error($$SELECT netrun_pool.exec('self', 'INSERT INTO items (id) VALU
 SELECT show_error($$SELECT netrun_pool.fetchval('self', 'SELECT 1/0')$$);
 SELECT show_error($$SELECT netrun_pool.fetchval('self', 'SELEC 1')$$);
 SELECT show_error($$SELECT netrun_pool.exec('self', 'DO $x$ BEGIN RAISE EXCEPTION ''custom'' USING ERRCODE = ''P0042'', DETAIL = ''d'', HINT = ''h''; END $x$')$$);
+
+-- A request larger than netrun_pool.max_request_size is refused in the
+-- caller's backend, before the worker sees it; within it, it runs.
+SET netrun_pool.max_request_size = '64kB';
+SELECT show_error($$SELECT netrun_pool.fetchval('self', 'SELECT length(''' || repeat('x', 70000) || ''')')$$);
+SELECT show_error($$SELECT netrun_pool.fetchval('self', 'SELECT length($1)', ARRAY[repeat('x', 70000)])$$);
+SELECT netrun_pool.fetchval('self', 'SELECT length($1)', ARRAY[repeat('x', 60000)]);
+RESET netrun_pool.max_request_size;
+SELECT netrun_pool.fetchval('self', 'SELECT length($1)', ARRAY[repeat('x', 70000)]);
+-- DNS servers: addresses with optional ports, checked when set.
+ALTER SYSTEM SET netrun_pool.dns_servers = '10.0.0.1:99999';
+ALTER SYSTEM SET netrun_pool.dns_servers = 'dns.example.com';
+ALTER SYSTEM SET netrun_pool.dns_servers = '10.0.0.1,[::1]:5353,127.0.0.1:53';
+ALTER SYSTEM RESET netrun_pool.dns_servers;
 -- exec_transaction: the statements run in one remote transaction, all or
 -- nothing, and their command tags come back.
 SELECT netrun_pool.exec_transaction('self', ARRAY[
@@ -210,19 +224,6 @@ BEGIN;
 SELECT netrun_pool.begin('self');
 SELECT netrun_pool.exec('self', 'INSERT INTO ledger2 VALUES (1)');
 SELECT show_error($$SELECT * FROM netrun_pool.query('self', 'SELECT ''abc''') AS t(a int)$$);
-
--- A request larger than netrun_pool.max_request_size is refused in the
--- caller's backend, before the worker sees it; within it, it runs.
-SET netrun_pool.max_request_size = '64kB';
-SELECT show_error(format($$SELECT netrun_pool.fetchval('self', 'SELECT length(%L)')$$, repeat('x', 70000)));
-SELECT show_error(format($$SELECT netrun_pool.fetchval('self', 'SELECT length($1)', ARRAY[%L])$$, repeat('x', 70000)));
-SELECT netrun_pool.fetchval('self', 'SELECT length($1)', ARRAY[repeat('x', 60000)]);
-RESET netrun_pool.max_request_size;
--- DNS servers: addresses with optional ports, checked when set.
-ALTER SYSTEM SET netrun_pool.dns_servers = '10.0.0.1:99999';
-ALTER SYSTEM SET netrun_pool.dns_servers = 'dns.example.com';
-ALTER SYSTEM SET netrun_pool.dns_servers = '10.0.0.1,[::1]:5353,127.0.0.1:53';
-ALTER SYSTEM RESET netrun_pool.dns_servers;
 SELECT netrun_pool.fetchval('self', 'SELECT length($1)', ARRAY[repeat('x', 70000)]);
 COMMIT;
 SELECT count(*) AS ledger2_rows FROM ledger2;

@@ -2889,6 +2889,7 @@ pool_sync(PoolDefinition *defs, int ndefs)
 			dlist_iter	cit;
 
 			/* how to connect changed: existing connections retire */
+			pool->resolving = false;
 			dlist_foreach(cit, &pool->conns)
 				dlist_container(RemoteConn, node, cit.cur)->retire = true;
 			/* and what the probe knew is about another server, maybe */

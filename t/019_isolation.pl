@@ -33,11 +33,28 @@ sub start_dns
 	return ($h, $port, \$out);
 }
 
+# The DNS server logs an answer just after sending it: read its output
+# until $re is in it (bounded), or for $secs when nothing is expected.
+sub dns_log
+{
+	my ($h, $out, $re, $secs) = @_;
+	my $end = time + ($secs // 30);
+	while (time < $end)
+	{
+		$h->pump_nb;
+		last if defined $re && $$out =~ $re;
+		select(undef, undef, undef, 0.05);
+	}
+	return $$out;
+}
+
 my ($dns, $dns_port, $dns_out) = start_dns(delay_ms => 5000);
 my $remote = NetrunTest::start_remote('remote');
 my $flaky = NetrunTest::start_remote('flaky');
 my $local = NetrunTest::start_local('local', conf => qq{
 netrun_pool.max_pools = 1100
+netrun_pool.max_connections = 2000
+max_files_per_process = 4000
 netrun_pool.dns_servers = '127.0.0.1:$dns_port'
 netrun_pool.health_interval_ms = 500
 });
@@ -72,18 +89,19 @@ $dns->pump_nb;
 is($$dns_out =~ /^answer .* slow\.netrun\.test A /m ? 1 : 0, 0,
 	'... all of them before the DNS server answered for slowdns');
 $slow->finish;
+chomp $sout;
 is($sout, '7', 'the slowdns caller got its answer once the name resolved') or diag($serr);
-like($$dns_out, qr/^answer .* slow\.netrun\.test A NOERROR/m, 'the DNS server was asked for A');
+like(dns_log($dns, $dns_out, qr/^answer .* slow\.netrun\.test A NOERROR/m),
+	qr/^answer .* slow\.netrun\.test A NOERROR/m, 'the DNS server was asked for A');
 
 # The answer is kept (TTL 60 s): the next connect asks nothing.
-my $asked = () = $$dns_out =~ /^answer .* slow\.netrun\.test A /mg;
+my $asked = () = dns_log($dns, $dns_out, undef, 1) =~ /^answer .* slow\.netrun\.test A /mg;
 $local->safe_psql('postgres', qq{
 SELECT netrun_pool.configure('slowdns', pool_mode => 'none');
 SELECT netrun_pool.fetchval('slowdns', 'SELECT 1');
 SELECT netrun_pool.fetchval('slowdns', 'SELECT 2');
 });
-$dns->pump_nb;
-my $asked2 = () = $$dns_out =~ /^answer .* slow\.netrun\.test A /mg;
+my $asked2 = () = dns_log($dns, $dns_out, undef, 1) =~ /^answer .* slow\.netrun\.test A /mg;
 is($asked2, $asked, 'connects within the TTL use the kept address (pool_mode none: a connect per call)');
 
 # TLS verification and .pgpass see the name, libpq connects to the address:
@@ -109,7 +127,8 @@ like($err, qr/ERROR:  08001: could not connect to netrun_pool connection "nxname
 	'a name that does not resolve fails its caller with 08001 ...');
 like($err, qr/DETAIL:  could not translate host name "nosuch.netrun.test" to address: Domain name not found/,
 	'... saying why, in libpq\'s words (not after acquire_timeout_ms: that would be another error)');
-like($$dns2_out, qr/^answer .* nosuch\.netrun\.test A NXDOMAIN/m, 'the new DNS server was the one asked');
+like(dns_log($dns2, $dns2_out, qr/nosuch/), qr/^answer .* nosuch\.netrun\.test A NXDOMAIN/m,
+	'the new DNS server was the one asked');
 ok($local->poll_query_until('postgres',
 		"SELECT consecutive_failures > 0 AND last_error LIKE '%could not translate host name%' FROM netrun_pool.health WHERE name = 'nxname'"),
 	'the name that does not resolve counts as a failed health probe');
@@ -158,7 +177,7 @@ BEGIN
       CASE WHEN i <= 200 THEN 'host=127.0.0.1 port=$bh_port dbname=postgres'
            ELSE '$good' END,
       password_required => false, tenant_guard => 'off',
-      enabled => i <= 200, pool_min => 1, connect_timeout_ms => 2000);
+      enabled => i <= 200, pool_min => 1, pool_max => 1, connect_timeout_ms => 2000);
   END LOOP;
 END \$\$;
 });
