@@ -22,6 +22,12 @@
  * number only while its owner still holds that number; after a close, the
  * number may already be someone else's.
  *
+ * An owner that stops wanting anything (a connection back in its pool
+ * between two calls) stays in the set, marked lazy: most such owners want
+ * the same again at their next call, and then cost no system call at
+ * all.  A lazy socket that fires (a remote that closed an idle connection)
+ * is removed then, and its event dropped.
+ *
  * Events carry a slot and its generation, never a pointer: an owner gone
  * (or replaced) before its event is handled is recognised and skipped.
  *
@@ -43,6 +49,7 @@
 typedef struct EvSlot
 {
 	void	   *target;			/* NULL: free */
+	EvWatch    *watch;			/* the owner's registration */
 	uint32		gen;			/* bumped when freed */
 	uint8		kind;
 	uint32		next_free;		/* 1 + index, 0: end */
@@ -76,7 +83,7 @@ evloop_init(void)
 }
 
 static uint32
-slot_take(EvKind kind, void *target)
+slot_take(EvKind kind, void *target, EvWatch *watch)
 {
 	uint32		i;
 
@@ -96,6 +103,7 @@ slot_take(EvKind kind, void *target)
 	i = free_head - 1;
 	free_head = slots[i].next_free;
 	slots[i].target = target;
+	slots[i].watch = watch;
 	slots[i].kind = kind;
 	slots[i].next_free = 0;
 	return i + 1;
@@ -124,6 +132,23 @@ epoll_ctl_events(int op, pgsocket fd, uint32 events, uint32 slot)
 }
 
 /*
+ * Remove w's registration.  Only while the owner still holds the socket
+ * (fd_now): a closed socket left the set by itself, and its number may be
+ * someone else's now.
+ */
+static void
+watch_remove(EvWatch *w, pgsocket fd_now)
+{
+	if (w->slot != 0 && w->events != 0 && fd_now == w->fd &&
+		fd_now != PGINVALID_SOCKET &&
+		epoll_ctl(epfd, EPOLL_CTL_DEL, fd_now, NULL) != 0 && errno != ENOENT)
+		elog(WARNING, "netrun_pool worker could not stop watching a socket: %m");
+	w->fd = fd_now;
+	w->events = 0;
+	w->lazy = false;
+}
+
+/*
  * Watch fd for events on behalf of target (events 0, or no socket: watch
  * nothing).  recheck: the socket may have been replaced under the same
  * number (libpq while connecting).
@@ -137,17 +162,17 @@ evloop_watch(EvWatch *w, EvKind kind, void *target, pgsocket fd,
 	events &= WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE;
 	if (fd == PGINVALID_SOCKET || events == 0)
 	{
-		/* a socket still ours is removed; a closed one is gone already */
-		if (registered && fd == w->fd &&
-			epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL) != 0 && errno != ENOENT)
-			elog(WARNING, "netrun_pool worker could not stop watching a socket: %m");
-		w->fd = fd;
-		w->events = 0;
+		/* the same socket, wanting nothing for now: left in, lazy */
+		if (registered && fd == w->fd && fd != PGINVALID_SOCKET && !recheck)
+			w->lazy = true;
+		else
+			watch_remove(w, fd);
 		return;
 	}
 	if (w->slot == 0)
-		w->slot = slot_take(kind, target);
+		w->slot = slot_take(kind, target, w);
 	Assert(slots[w->slot - 1].target == target);
+	w->lazy = false;
 
 	if (registered && fd == w->fd)
 	{
@@ -176,8 +201,8 @@ evloop_matches(const EvWatch *w, pgsocket fd, uint32 events)
 {
 	events &= WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE;
 	if (fd == PGINVALID_SOCKET || events == 0)
-		return w->slot == 0 || w->events == 0;
-	return w->slot != 0 && w->fd == fd && w->events == events;
+		return w->slot == 0 || w->events == 0 || w->lazy;
+	return w->slot != 0 && w->fd == fd && w->events == events && !w->lazy;
 }
 
 /*
@@ -190,12 +215,16 @@ evloop_forget(EvWatch *w, pgsocket fd_now)
 {
 	if (w->slot == 0)
 		return;
-	evloop_watch(w, EV_CONN, NULL, fd_now, 0, false);
+	watch_remove(w, fd_now);
 	slot_free(w->slot);
 	memset(w, 0, sizeof(*w));
 }
 
-/* The owner of a fired socket, or NULL if it went since. */
+/*
+ * The owner of a fired socket, or NULL if it went since, or wants nothing
+ * now (a lazy registration: removed here, as the owner still holds the
+ * socket that fired).
+ */
 void *
 evloop_target(const EvFired *f, EvKind *kind)
 {
@@ -207,6 +236,11 @@ evloop_target(const EvFired *f, EvKind *kind)
 	s = &slots[i];
 	if (s->target == NULL || s->gen != (uint32) (f->key >> 32))
 		return NULL;
+	if (s->watch->lazy)
+	{
+		watch_remove(s->watch, s->watch->fd);
+		return NULL;
+	}
 	*kind = (EvKind) s->kind;
 	return s->target;
 }

@@ -28,6 +28,7 @@ typedef struct EvWatch
 	pgsocket	fd;				/* as registered; meaningful when slot != 0 */
 	uint32		events;			/* WL_SOCKET_READABLE / WRITEABLE, as registered */
 	uint32		slot;			/* 1 + its index in evloop's table; 0: none */
+	bool		lazy;			/* wants nothing, but left in the set */
 } EvWatch;
 
 /*
