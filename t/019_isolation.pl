@@ -186,7 +186,7 @@ ok($local->poll_query_until('postgres',
 		"SELECT count(*) = 200 FROM netrun_pool.pool_stats WHERE name LIKE 'far%' AND total > 0"),
 	'200 remotes are connecting to black holes');
 my $during = syscalls_per_call('during');
-note(sprintf('system calls per call on good: %.1f without the 1,000 remotes, %.1f with them; epoll_ctl %.2f -> %.2f; epoll_create1 %d -> %d',
+diag(sprintf('system calls per call on good: %.1f without the 1,000 remotes, %.1f with them; epoll_ctl %.2f -> %.2f; epoll_create1 %d -> %d',
 	$before->{total}, $during->{total}, $before->{epoll_ctl}, $during->{epoll_ctl},
 	$before->{epoll_create1}, $during->{epoll_create1}));
 is($during->{epoll_create1}, 0, 'no event set is created while remotes connect');
