@@ -412,6 +412,7 @@ health_on_event(HealthProbe *p, struct Pool *pool, const NetrunPoolSlot *setting
 	if (p->state == PROBE_CONNECTING)
 	{
 		p->poll = PQconnectPoll(p->conn);
+		p->connect_polled = true;	/* its socket may be another now */
 		if (p->poll == PGRES_POLLING_FAILED)
 			return probe_failed(p, pool, settings, PQerrorMessage(p->conn));
 		if (p->poll != PGRES_POLLING_OK)

@@ -28,6 +28,7 @@ typedef struct HealthProbe
 {
 	PGconn	   *conn;			/* its own connection, never a caller's */
 	EvWatch		watch;			/* its socket in the worker's set */
+	bool		connect_polled; /* PQconnectPoll ran since the watch was set */
 	ProbeState	state;
 	PostgresPollingStatusType poll;
 	bool		want_write;

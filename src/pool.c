@@ -130,6 +130,7 @@ typedef struct RemoteConn
 	TimestampTz idle_since;		/* when it last became idle */
 	struct Request *req;		/* while BUSY */
 	EvWatch		watch;			/* its socket in the worker's set (evloop.c) */
+	bool		connect_polled; /* PQconnectPoll ran since the watch was set */
 
 	/*
 	 * Pins: a begin() transaction (pin_txn) or a session-mode session
@@ -1033,6 +1034,7 @@ static void
 conn_advance_connect(RemoteConn *rc)
 {
 	rc->poll = PQconnectPoll(rc->conn);
+	rc->connect_polled = true;	/* its socket may be another now */
 	if (rc->poll == PGRES_POLLING_FAILED)
 	{
 		char	   *msg = conn_error_message(rc->conn);
@@ -3922,8 +3924,8 @@ conn_wait_events(RemoteConn *rc)
 /*
  * Bring the watch of the touched pools' sockets up to date: only pools
  * where something happened this turn, so idle and failing remotes cost
- * nothing per turn.  A socket still connecting is rechecked (libpq may
- * have put another socket under the same number).  Assertion-enabled
+ * nothing per turn.  A socket that libpq worked on while connecting is
+ * rechecked (it may have put another socket under the same number).  Assertion-enabled
  * builds check every socket of every pool, so a state change that forgot
  * to touch its pool fails the tests.
  */
@@ -3938,16 +3940,20 @@ pool_update_watches(void)
 
 		pool->dirty = false;
 		if (pool->probe.conn)
+		{
 			evloop_watch(&pool->probe.watch, EV_PROBE, pool,
 						 PQsocket(pool->probe.conn),
 						 health_wait_events(&pool->probe),
-						 pool->probe.state == PROBE_CONNECTING);
+						 pool->probe.connect_polled);
+			pool->probe.connect_polled = false;
+		}
 		dlist_foreach(cit, &pool->conns)
 		{
 			RemoteConn *rc = dlist_container(RemoteConn, node, cit.cur);
 
 			evloop_watch(&rc->watch, EV_CONN, rc, PQsocket(rc->conn),
-						 conn_wait_events(rc), rc->state == CONN_CONNECTING);
+						 conn_wait_events(rc), rc->connect_polled);
+			rc->connect_polled = false;
 		}
 	}
 #ifdef USE_ASSERT_CHECKING

@@ -156,10 +156,10 @@ sub syscalls_per_call
 	{
 		$n{$2} = $1 if /^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$/ && $2 ne 'total';
 	}
-	my $total = 0;
-	$total += $_ for values %n;
-	return { total => $total / 300, epoll_ctl => ($n{epoll_ctl} // 0) / 300,
-		epoll_create1 => $n{epoll_create1} // 0 };
+	$n{$_} //= 0 for qw(epoll_ctl epoll_create1 socket);
+	$n{total} = 0;
+	$n{total} += $n{$_} for grep { $_ ne 'total' } keys %n;
+	return \%n;
 }
 
 my $before = syscalls_per_call('before');
@@ -186,12 +186,19 @@ ok($local->poll_query_until('postgres',
 		"SELECT count(*) = 200 FROM netrun_pool.pool_stats WHERE name LIKE 'far%' AND total > 0"),
 	'200 remotes are connecting to black holes');
 my $during = syscalls_per_call('during');
-diag(sprintf('system calls per call on good: %.1f without the 1,000 remotes, %.1f with them; epoll_ctl %.2f -> %.2f; epoll_create1 %d -> %d',
-	$before->{total}, $during->{total}, $before->{epoll_ctl}, $during->{epoll_ctl},
-	$before->{epoll_create1}, $during->{epoll_create1}));
+# The failing remotes cost system calls when they try again (a socket, its
+# options, a connect, its watch, a close: about 16), never per turn of the
+# loop: what is left after those is what 300 calls on good cost.
+my $per_call = sub { ($_[0]{total} - 40 * $_[0]{socket}) / 300 };
+diag(sprintf('worker system calls during 300 calls on good: %d without the 1,000 remotes, %d with them, '
+	  . 'of which %d connect attempts to black holes and %d epoll_ctl (%d and %d without); per call, '
+	  . 'less 40 per connect attempt: %.1f -> %.1f',
+	$before->{total}, $during->{total}, $during->{socket}, $during->{epoll_ctl},
+	$before->{socket}, $before->{epoll_ctl}, $per_call->($before), $per_call->($during)));
 is($during->{epoll_create1}, 0, 'no event set is created while remotes connect');
-cmp_ok($during->{epoll_ctl}, '<', 4, 'epoll_ctl per call stays a few (the socket of the call, and connect retries)');
-cmp_ok($during->{total}, '<', 2 * $before->{total} + 4,
+cmp_ok($during->{epoll_ctl}, '<=', 3 * $during->{socket} + 5,
+	'epoll_ctl: a few per connect attempt, none per turn or per call');
+cmp_ok($per_call->($during), '<', 1.5 * $per_call->($before) + 2,
 	'system calls per call on good stay flat with 1,000 remotes');
 is($local->safe_psql('postgres', "SELECT netrun_pool.fetchval('good', 'SELECT 42')"), '42',
 	'good answers among them');
