@@ -372,11 +372,14 @@ disturb() { # at 1 s into the cell; returns while the disturbance goes on (stop8
 	dns_probe)
 		lval "SELECT netrun_pool.register('probe_tx', '$(dsn "$OTHER_PORT" "$DNS_NAME")', pool_mode => 'transaction', password_required => false, tenant_guard => 'off'),
 			         netrun_pool.register('probe_none', '$(dsn "$OTHER_PORT" "$DNS_NAME")', pool_mode => 'none', password_required => false, tenant_guard => 'off')" >/dev/null ;;
-	bh200)
-		register_many hole 200 "$(hole_dsn)" ", pool_min => 1" ;;
-	reg1000)
+	bh200 | reg1000)
+		local t=$(now)
 		register_many hole 200 "$(hole_dsn)" ", pool_min => 1"
-		register_many off 800 "$(dsn "$DEAD_PORT")" ", enabled => false" ;;
+		[ "$1" = reg1000 ] && register_many off 800 "$(dsn "$DEAD_PORT")" ", enabled => false"
+		echo "$t $(now)" >"$CELL/registered"
+		# a second on: the worker's connects to the hole, hanging in SYN-SENT
+		sleep 1
+		ss -Htn state syn-sent "dport = :$HOLE_PORT" | wc -l >"$CELL/syn_sent" ;;
 	big50)
 		start_callers 4 big "$BIG_SQL" "$((rest + 60))" 2 0 ;;
 	stop8)
@@ -495,9 +498,11 @@ verdict() { # verdict SCENARIO
 	cp99=$(value "$ctl" np p99_ms)
 	[ -n "$p99" ] && [ "$p99" != - ] || { echo "not run"; return; }
 	awk -v max="$max" -v rate="$rate" -v p99="$p99" -v bp99="$BASE_P99" -v brate="$BASE_RATE" -v cp99="$cp99" 'BEGIN {
-		if (max > 1000 || (brate != "" && rate < 0.5 * brate)) print "**stalled**";
-		else if ((bp99 != "" && p99 <= 3 * bp99) || (cp99 != "" && cp99 != "-" && p99 <= 1.5 * cp99)) print "pass";
-		else print "**slowed**" }'
+		if (max > 1000) printf "**stalled** (max)";
+		else if (brate != "" && rate < 0.5 * brate) printf "**stalled** (calls/s %.0f%% of the baseline)", 100 * rate / brate;
+		else if ((bp99 != "" && p99 <= 3 * bp99) || (cp99 != "" && cp99 != "-" && p99 <= 1.5 * cp99)) printf "pass";
+		else printf "**slowed** (p99)";
+		print "" }'
 }
 
 # scenario 6: each caller's first failed call after the stop, and the
@@ -523,13 +528,15 @@ stop8_summary() { # stop8_summary WHO
 			printf "%d of %d callers failed after the stop", n, c
 			if (n) {
 				printf "; their first failed call ended %.3f to %.3f s after the stop (median %.3f s) and itself took %.3f to %.3f s (median %.3f s); SQLSTATEs:", ttf[1], ttf[n], ttf[int((n + 1) / 2)], dur[1], dur[n], dur[int((n + 1) / 2)]
-				for (k in codes) printf " %s × %d", k, codes[k]
+				sep = " "
+				for (k in codes) { printf "%s%s × %d", sep, k, codes[k]; sep = ", " }
 			}
 			printf ". The remote was down %.2f s (stop issued to pg_ctl start issued); ", start - stop
 			if (first_ok != "") printf "first success %.3f s after pg_ctl start was issued, %.3f s after it returned (the remote accepting connections)", first_ok - start, first_ok - ready
 			else printf "no success after the restart before the callers stopped"
 			printf ". All the callers'"'"' calls:"
-			for (k in cnt) printf " %s × %d", k, cnt[k]
+			sep = " "
+			for (k in cnt) { printf "%s%s × %d", sep, k, cnt[k]; sep = ", " }
 			print "."
 		}' "$dir"/caller.[0-9]*
 }
@@ -538,7 +545,12 @@ big50_summary() { # big50_summary WHO: the 50 MB calls
 	ls "$dir"/caller.[0-9]* >/dev/null 2>&1 || { echo "not run"; return; }
 	awk -F'|' '$1 == "call" { n++; d = $3 - $2; s += d; if (d > m) m = d; o[$4]++ }
 		END { printf "%d calls of 50 MB, %.2f s each on average, the longest %.2f s; outcomes:", n, (n ? s / n : 0), m
-		      for (k in o) printf " %s × %d", k, o[k]; print "." }' "$dir"/caller.[0-9]*
+		      sep = " "; for (k in o) { printf "%s%s × %d", sep, k, o[k]; sep = ", " }; print "." }' "$dir"/caller.[0-9]*
+}
+holes_summary() { # holes_summary SCENARIO WHO: how long registering took; the connects hanging a second later
+	local dir=$WORK/cells/$1.$2
+	[ -f "$dir/syn_sent" ] || { echo "not run"; return; }
+	awk -v n="$(cat "$dir/syn_sent")" '{ printf "registering took %.2f s, and a second later %d sockets were in SYN-SENT to the black hole", $2 - $1, n }' "$dir/registered"
 }
 callers_summary() { # callers_summary SCENARIO WHO: the callers' outcomes
 	local dir=$WORK/cells/$1.$2
@@ -569,7 +581,7 @@ mkdir -p "$(dirname "$RESULT")"
 		ctl=$(control_of "$s")
 		case $s in
 		baseline) ctl_ratio="–" v="–" ;;
-		cpu4 | cpu8 | baseline_end) ctl_ratio="–" v="(control)" ;;
+		cpu4 | cpu8 | baseline_end) ctl_ratio="–" v="(control; by the same rules: $(verdict "$s" | tr -d '*'))" ;;
 		*) ctl_ratio="$(ratio "$(value "$s" np p99_ms)" "$(value "$ctl" np p99_ms)")${ctl:+ ($ctl)}" v=$(verdict "$s") ;;
 		esac
 		if [ -n "$(value "$s" dblink n)" ]; then
@@ -578,7 +590,7 @@ mkdir -p "$(dirname "$RESULT")"
 		echo "| $(label "$s") | $(fmt "$(value "$s" np p50_ms)") | $(fmt "$(value "$s" np p99_ms)") | $(fmt "$(value "$s" np max_ms)") | $(fmt_int "$(value "$s" np calls_s)") | $(ratio "$(value "$s" np p99_ms)" "$BASE_P99") | $ctl_ratio | $d | $v |"
 	done
 	echo
-	echo "Verdict: **stalled** if good's max > 1,000 ms or its calls/s < 50% of the baseline's; else pass if its p99 is within 3× the baseline's or within 1.5× the CPU-only control's (the control with as many busy processes as the scenario has callers; scenarios 2 to 4 have none, and are compared with the baseline); else **slowed**."
+	echo "Verdict: **stalled** if good's max > 1,000 ms or its calls/s < 50% of the baseline's; else pass if its p99 is within 3× the baseline's or within 1.5× the CPU-only control's (the control with as many busy processes as the scenario has callers; scenarios 2 to 4 have none, and are compared with the baseline); else **slowed**. The controls' rows say what the same rules make of them: at one client, netrun_pool's caller and worker poll for each other's answers (\`netrun_pool.spin_wait_us\`) and give the CPU up to any other process that can run, so a lone client's calls/s drops when anything else runs, and the calls/s rule can flag a CPU-only control too."
 	echo
 	echo "Scenario 6, the 8 callers of the stopped remote (netrun_pool calls, timed in each caller's session):"
 	echo
@@ -599,10 +611,17 @@ mkdir -p "$(dirname "$RESULT")"
 	echo
 	echo "Scenario 5's 50 MB calls: through netrun_pool's cell: $(big50_summary np) In dblink's cell: $(big50_summary dblink)"
 	echo
+	echo "The black holes (the worker's pooled connects and its probes hang there until \`connect_timeout_ms\`):"
+	echo
+	for s in bh200 reg1000; do
+		[ -f "$WORK/cells/$s.np/syn_sent" ] || continue
+		echo "- $(label "$s"): in netrun_pool's cell, $(holes_summary "$s" np); in dblink's, $(holes_summary "$s" dblink)."
+	done
+	echo
 	echo "## Setup"
 	echo
 	echo "- Three servers as the unprivileged user \`$BENCH_USER\`, on 127.0.0.1: local (port $LOCAL_PORT; netrun_pool preloaded, \`netrun_pool.max_pools = 1100\`, \`netrun_pool.max_connections = 1300\`, \`max_files_per_process = 6000\`, default \`health_interval_ms\` (10 s) and \`unhealthy_after\`; dblink), good ($GOOD_PORT) and other ($OTHER_PORT). Each cell: pgbench \`-n -M simple -c 1 -j 1 -T $DURATION -l\` against the local server; the disturbance starts 1 s in; the first transaction (dblink's connect) is left out; calls/s over the span of the log."
-	echo "- \`good\`: \`pool_min 2, pool_max 2\`, transaction mode, at other's sibling server good by \`host=127.0.0.1\`."
+	echo "- \`good\`: the server good by \`host=127.0.0.1\`, \`pool_min 2, pool_max 2\`, transaction mode; dblink's control: \`dblink_connect\` to the same server in the pgbench client's first transaction, then \`SELECT x FROM dblink('good', 'SELECT 1') AS t(x int)\`."
 	echo "- Slow DNS: \`test/fake_dns.pl\` on $DNS_ADDR:53 answers \`$DNS_NAME\` (A 127.0.0.1, TTL 60; AAAA empty) after $DNS_DELAY_MS ms. The local server was started inside a mount namespace of its own (\`unshare -m\`) with a resolv.conf naming only $DNS_ADDR bind-mounted over /etc/resolv.conf; $RESOLV_CHECK. A first call by host name took $DNS_CHECK_S s. Remotes by host name point at other (\`host=$DNS_NAME port=$OTHER_PORT\`), registered 1 s into the cell with \`pool_max 4\` (\`dns_tx\`, \`dns_none\`: 4 callers calling \`SELECT 1\` back to back) or defaults (\`dns_probe\`: \`probe_tx\` and \`probe_none\`, no callers; a transaction-mode probe keeps its connection, a none-mode probe connects, so resolves, every \`health_interval_ms\`)."
 	echo "- Black holes: \`test/black_hole.pl\` on 127.0.0.1:$HOLE_PORT, a listener with a backlog of 0 whose accept queue it fills itself: the kernel drops every further SYN. The 200 remotes (\`pool_min 1, pool_max 1\`, default \`connect_timeout_ms\` 10 s) are registered in one statement 1 s into the cell; scenario 4 adds 800 with \`enabled => false\` (at 127.0.0.1:$DEAD_PORT, where nothing listens)."
 	echo "- 50 MB: \`big\` at other, \`pool_min 4, pool_max 4\`, opened before the cell; 4 sessions each call \`fetchval('big', 'SELECT length(''<52,428,800 x>'')')\` twice, starting 1 s in."
