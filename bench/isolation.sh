@@ -44,7 +44,7 @@
 #   - three servers as the unprivileged user netrun_bench under
 #     $NETRUN_ISO_BENCH_DIR (default /var/tmp/netrun_pool_bench_isolation):
 #     local (netrun_pool preloaded, dblink), good, and other (the remote
-#     that the DNS, 50 MB and stop scenarios disturb), on ports from 27432;
+#     that the DNS, 50 MB and stop scenarios disturb), on ports from 27632;
 #   - the slow DNS server, test/fake_dns.pl, as root on $DNS_ADDR:53
 #     (default 127.0.53.18).  Only the local server resolves through it:
 #     it is started in a private mount namespace (unshare -m) where a
@@ -97,14 +97,11 @@ problem() { echo "$*" >>"$PROBLEMS"; log "PROBLEM: $*"; }
 # background processes by their pids.
 BG_PIDS=()
 stop_all() {
-	local p d
+	local p
 	for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${BG_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 	BG_PIDS=()
-	for d in local good other; do
-		[ -f "$WORK/$d/postmaster.pid" ] &&
-			as_user "$BENCH_USER" pg_ctl -D "$WORK/$d" -m fast -w -t 60 stop >/dev/null 2>&1 || true
-	done
+	stop_bench_servers "$BENCH_USER" "$WORK/local" "$WORK/good" "$WORK/other"
 }
 on_exit() {
 	local rc=$?
@@ -123,13 +120,7 @@ ensure_packages
 ensure_user "$BENCH_USER"
 command -v unshare >/dev/null && command -v nsenter >/dev/null || die "unshare and nsenter (util-linux) are needed"
 
-if [ -z "${NETRUN_LOCK_HELD:-}" ]; then
-	exec 9>/tmp/netrun_pool.lock
-	if ! flock -n 9; then
-		log "waiting for /tmp/netrun_pool.lock (a test or bench run holds it)"
-		flock 9
-	fi
-fi
+take_bench_lock
 
 stop_all
 rm -rf "$WORK"
@@ -149,8 +140,9 @@ copy_tree "$here" "$WORK/src" "$BENCH_USER"
 chown -R "$BENCH_USER:" "$WORK"
 build_and_install "$WORK/src" "$BENCH_USER" -j"$(nproc)"
 
-# Below the ephemeral range (32768-60999), apart from bench/run.sh's 26432+.
-LOCAL_PORT=$(next_port 27432 "$WORK/run")
+# Below the ephemeral range (32768-60999), apart from the other benches'
+# (run.sh 26432+, tenant_policy.sh 27432+, remote_tenant.sh 27532+).
+LOCAL_PORT=$(next_port 27632 "$WORK/run")
 GOOD_PORT=$(next_port $((LOCAL_PORT + 1)) "$WORK/run")
 OTHER_PORT=$(next_port $((GOOD_PORT + 1)) "$WORK/run")
 HOLE_PORT=$(next_port $((OTHER_PORT + 1)) "$WORK/run")
@@ -159,17 +151,8 @@ DEAD_PORT=$(next_port $((HOLE_PORT + 1)) "$WORK/run") # nothing listens: the dis
 
 # ---------------------------------------------------------------- servers
 init_server() { # init_server NAME PORT EXTRA_CONF
-	as_user "$BENCH_USER" initdb -D "$WORK/$1" -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
-	cat >>"$WORK/$1/postgresql.conf" <<CONF
-port = $2
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$WORK/run'
-log_line_prefix = '%m [%p] %b '
-max_connections = 100
-jit = off
-autovacuum = off
-$3
-CONF
+	init_bench_server "$BENCH_USER" "$WORK/$1" "$2" "$WORK/run" "max_connections = 100
+$3"
 }
 start_remote() { # the server must not inherit the lock's descriptor
 	as_user "$BENCH_USER" pg_ctl -D "$WORK/$1" -l "$WORK/$1.log" -w start >/dev/null 9>&- ||
@@ -230,14 +213,6 @@ BG_PIDS+=($!)
 
 lpsql() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$LOCAL_PORT" -U "$BENCH_USER" -d postgres "$@"; }
 lval() { lpsql -At -c "$1"; }
-wait_for() { # wait_for SECONDS SQL EXPECTED: until the local server answers EXPECTED
-	local n=$(($1 * 10)) i
-	for ((i = 0; i < n; i++)); do
-		[ "$(lval "$2" 2>/dev/null || true)" = "$3" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
 dsn() { echo "host=${2:-127.0.0.1} port=$1 dbname=postgres user=$BENCH_USER"; }
 
 log "the local server: netrun_pool, dblink, good, the callers' function"
@@ -303,7 +278,7 @@ SELECT dblink_connect('good', '$(dsn "$GOOD_PORT")');
 SELECT x FROM dblink('good', 'SELECT 1') AS t(x int);
 SQL
 
-CALLER_PIDS=()
+DISTURB_PIDS=()    # the cell's callers and busy processes
 # start_callers N CONN SQL_EXPR SECONDS [MAX_CALLS RECORD_MS]: N sessions
 # running iso_caller; SQL_EXPR is a SQL expression for the statement text.
 # statement_timeout bounds each session if a call hangs past SECONDS.
@@ -313,26 +288,20 @@ start_callers() {
 		PGOPTIONS="-c statement_timeout=$(((${secs%.*} + 60) * 1000))" \
 			lpsql -At -F'|' -c "SELECT * FROM iso_caller('$conn', $sql, $secs, $max, $rec)" \
 			>"$CELL/caller.$i" 2>"$CELL/caller_err.$i" 9>&- &
-		CALLER_PIDS+=($!)
+		DISTURB_PIDS+=($!)
 	done
 }
-wait_callers() {
-	local p
-	for p in "${CALLER_PIDS[@]}"; do wait "$p" || true; done
-	CALLER_PIDS=()
-}
-BUSY_PIDS=()
 start_busy() { # start_busy N: N CPU-bound processes for the rest of the cell
 	local i
 	for ((i = 0; i < $1; i++)); do
 		timeout "$((DURATION - 1))" yes >/dev/null 9>&- &
-		BUSY_PIDS+=($!)
+		DISTURB_PIDS+=($!)
 	done
 }
-wait_busy() {
+wait_disturbers() { # both end by themselves
 	local p
-	for p in "${BUSY_PIDS[@]}"; do wait "$p" || true; done
-	BUSY_PIDS=()
+	for p in "${DISTURB_PIDS[@]}"; do wait "$p" || true; done
+	DISTURB_PIDS=()
 }
 hole_dsn() { dsn "$HOLE_PORT"; }
 register_many() { # register_many PREFIX COUNT DSN EXTRA: COUNT remotes PREFIX_1..COUNT, in one statement
@@ -398,8 +367,7 @@ disturb() { # at 1 s into the cell; returns while the disturbance goes on (stop8
 	esac
 }
 settle() { # after the cell: back to good alone, idle and healthy
-	wait_callers
-	wait_busy
+	wait_disturbers
 	unregister_all_but_good
 	wait_for 60 "SELECT pools FROM netrun_pool.worker_status()" 1 ||
 		problem "$CELL_NAME: the worker still had $(lval "SELECT pools FROM netrun_pool.worker_status()") connections 60 s after the cell"
