@@ -33,8 +33,9 @@
 #              with callers have callers; a scenario without callers is
 #              compared with the baseline
 #
-# good's p50, p99 and max come from pgbench's per-transaction log (the first
-# transaction, where dblink connects, left out); calls/s over the cell.  The
+# good's p50, p99 and max come from pgbench's per-transaction log: each
+# call's time is the interval from the previous call's end to its own (the
+# first call, where dblink connects, left out); calls/s over the cell.  The
 # disturbance starts 1 s into each cell.  Verdict per scenario: "stalled" if
 # good's max > 1 s or its calls/s < 50% of the baseline's; else "pass" if its
 # p99 is within 3x the baseline's or within 1.5x the CPU-only control's;
@@ -381,14 +382,23 @@ settle() { # after the cell: back to good alone, idle and healthy
 	sleep 1
 }
 
-# good's figures from a pgbench log (its first transaction, numbered 1, left out):
-# transactions, p50, p99 and max in ms, calls/s over the span of the log
+# good's figures from a pgbench log: calls, p50, p99 and max in ms, calls/s.
+# A call's time is the interval between its end and the previous call's
+# end (one client, back to back), so the first call (dblink's connect) is
+# left out.  Not pgbench's own latency field: pgbench reads its clock
+# lazily, and a call whose answer was already in when a preempted pgbench
+# got the CPU back is logged with 0 us (most calls beside busy processes).
 latency_stats() {
-	awk '$2 > 1 { printf "%d %d.%06d\n", $3, $5, $6 }' "$@" | sort -n | awk '
-		{ lat[NR] = $1 / 1000; if (NR == 1 || $2 < t0) t0 = $2 - $1 / 1e6; if ($2 > t1) t1 = $2 }
+	local iv
+	iv=$(mktemp)
+	awk '{ print $2, $5, $6 }' "$@" | sort -n |
+		awk 'NR == 1 { base = $2 } { t = ($2 - base) * 1e6 + $3 } NR > 1 { print (t - prev) / 1000 } { prev = t }' |
+		sort -g >"$iv"
+	awk '{ lat[NR] = $1; sum += $1 }
 		function pct(q,  i) { i = int(q * NR); if (i < q * NR) i++; if (i < 1) i = 1; return lat[i] }
 		END { if (NR == 0) { print 0, "-", "-", "-", "-"; exit }
-		      printf "%d %.3f %.3f %.3f %.1f\n", NR, pct(0.5), pct(0.99), lat[NR], NR / (t1 - t0) }'
+		      printf "%d %.3f %.3f %.3f %.1f\n", NR, pct(0.5), pct(0.99), lat[NR], NR / (sum / 1000) }' "$iv"
+	rm -f "$iv"
 }
 
 CELLS=$WORK/out/cells.tsv
@@ -588,7 +598,7 @@ mkdir -p "$(dirname "$RESULT")"
 	echo
 	echo "## Setup"
 	echo
-	echo "- Three servers as the unprivileged user \`$BENCH_USER\`, on 127.0.0.1: local (port $LOCAL_PORT; netrun_pool preloaded, \`netrun_pool.max_pools = 1100\`, \`netrun_pool.max_connections = 1300\`, \`max_files_per_process = 6000\`, default \`health_interval_ms\` (10 s) and \`unhealthy_after\`; dblink), good ($GOOD_PORT) and other ($OTHER_PORT). Each cell: pgbench \`-n -M simple -c 1 -j 1 -T $DURATION -l\` against the local server; the disturbance starts 1 s in; the first transaction (dblink's connect) is left out; calls/s over the span of the log."
+	echo "- Three servers as the unprivileged user \`$BENCH_USER\`, on 127.0.0.1: local (port $LOCAL_PORT; netrun_pool preloaded, \`netrun_pool.max_pools = 1100\`, \`netrun_pool.max_connections = 1300\`, \`max_files_per_process = 6000\`, default \`health_interval_ms\` (10 s) and \`unhealthy_after\`; dblink), good ($GOOD_PORT) and other ($OTHER_PORT). Each cell: pgbench \`-n -M simple -c 1 -j 1 -T $DURATION -l\` against the local server; the disturbance starts 1 s in. A call's time is the interval between its end and the end of the call before it in pgbench's per-transaction log (one client calling back to back), so the first call (dblink's connect) is left out; calls/s over that span. Not pgbench's own latency field: pgbench reads its clock lazily, and logs 0 µs for a call whose answer was already in when pgbench, preempted, got the CPU back (most calls beside the busy processes)."
 	echo "- \`good\`: the server good by \`host=127.0.0.1\`, \`pool_min 2, pool_max 2\`, transaction mode; dblink's control: \`dblink_connect\` to the same server in the pgbench client's first transaction, then \`SELECT x FROM dblink('good', 'SELECT 1') AS t(x int)\`."
 	echo "- Slow DNS: \`test/fake_dns.pl\` on $DNS_ADDR:53 answers \`$DNS_NAME\` (A 127.0.0.1, TTL 60; AAAA empty) after $DNS_DELAY_MS ms. The local server was started inside a mount namespace of its own (\`unshare -m\`) with a resolv.conf naming only $DNS_ADDR bind-mounted over /etc/resolv.conf; $RESOLV_CHECK. A first call by host name took $DNS_CHECK_S s. Remotes by host name point at other (\`host=$DNS_NAME port=$OTHER_PORT\`), registered 1 s into the cell with \`pool_max 4\` (\`dns_tx\`, \`dns_none\`: 4 callers calling \`SELECT 1\` back to back) or defaults (\`dns_probe\`: \`probe_tx\` and \`probe_none\`, no callers; a transaction-mode probe keeps its connection, a none-mode probe connects, so resolves, every \`health_interval_ms\`)."
 	echo "- Black holes: \`test/black_hole.pl\` on 127.0.0.1:$HOLE_PORT, a listener with a backlog of 0 whose accept queue it fills itself: the kernel drops every further SYN. The 200 remotes (\`pool_min 1, pool_max 1\`, default \`connect_timeout_ms\` 10 s) are registered in one statement 1 s into the cell; scenario 4 adds 800 with \`enabled => false\` (at 127.0.0.1:$DEAD_PORT, where nothing listens)."
