@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/isolation.sh: "no remote can slow another" (issue 18).
 #
-#   bash bench/isolation.sh              # as root: every scenario, 20 s cells (about 11 minutes)
+#   bash bench/isolation.sh              # as root: every scenario, 20 s cells (about 8 minutes)
 #   QUICK=1 bash bench/isolation.sh      # the same cells, 3 s each (about 2 minutes): checks the harness
 #
 # One pgbench client calls a healthy remote, good, back to back
