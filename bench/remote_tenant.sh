@@ -128,13 +128,7 @@ stop_spinner() {
 	[ -n "$SPINNER_PID" ] && wait "$SPINNER_PID" 2>/dev/null || true
 	SPINNER_PID=
 }
-stop_servers() {
-	local d
-	for d in "$WORK/remote" "$WORK/local"; do
-		[ -f "$d/postmaster.pid" ] &&
-			as_user "$BENCH_USER" pg_ctl -D "$d" -m fast -w -t 60 stop >/dev/null 2>&1 || true
-	done
-}
+stop_servers() { stop_bench_servers "$BENCH_USER" "$WORK/remote" "$WORK/local"; }
 on_exit() {
 	local rc=$?
 	stop_spinner
@@ -152,11 +146,7 @@ on_exit() {
 ensure_packages
 ensure_user "$BENCH_USER"
 
-exec 9>/tmp/netrun_pool.lock
-if ! flock -n 9; then
-	log "waiting for /tmp/netrun_pool.lock (a test or bench run holds it)"
-	flock 9
-fi
+take_bench_lock
 log "holding /tmp/netrun_pool.lock"
 LOCK_WAIT=$((SECONDS - T0))
 
@@ -194,18 +184,9 @@ chown "$BENCH_USER:" "$WORK/pgpass"
 chmod 600 "$WORK/pgpass"
 
 init_server() { # init_server NAME PORT EXTRA_CONF
-	as_user "$BENCH_USER" initdb -D "$WORK/$1" -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
-	cat >>"$WORK/$1/postgresql.conf" <<CONF
-port = $2
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$WORK/run'
-log_line_prefix = '%m [%p] %b '
-max_connections = 100
+	init_bench_server "$BENCH_USER" "$WORK/$1" "$2" "$WORK/run" "max_connections = 100
 shared_buffers = 128MB
-jit = off
-autovacuum = off
-$3
-CONF
+$3"
 }
 start_server() { # the server must not inherit the lock's descriptor
 	as_user "$BENCH_USER" pg_ctl -D "$WORK/$1" -l "$WORK/$1.log" -w start >/dev/null 9>&- ||
@@ -273,14 +254,6 @@ SELECT netrun_pool.register('t_guard', '$CONNINFO', pool_mode => 'transaction',
 SELECT netrun_pool.grant_usage(n, 'app') FROM unnest(ARRAY['t_plain', 't_session', 't_guard']) n;
 SQL
 
-wait_for() { # wait_for SECONDS SQL EXPECTED: until the local server answers EXPECTED
-	local n=$(($1 * 10)) i
-	for ((i = 0; i < n; i++)); do
-		[ "$(lval "$2" 2>/dev/null || true)" = "$3" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
 wait_for 30 "SELECT state FROM netrun_pool.worker_status()" running || die "the netrun_pool worker did not start"
 wait_for 30 "SELECT pools FROM netrun_pool.worker_status()" 3 || die "the worker did not load the three connections"
 POOLS_READY_SQL="SELECT count(*) FILTER (WHERE total >= pool_min AND status = 'healthy' AND checked_out = 0 AND waiting = 0) FROM netrun_pool.pool_stats"

@@ -46,10 +46,7 @@ bench=$here/bench
 
 require_root
 # (scripts/test.sh runs the quick mode as its smoke test, holding the lock)
-if [ -z "${NETRUN_LOCK_HELD:-}" ]; then
-	exec 9>/tmp/netrun_pool.lock
-	flock 9
-fi
+take_bench_lock
 
 T0=$SECONDS
 BENCH_USER=netrun_bench
@@ -81,11 +78,7 @@ stop_all() {
 		fi
 		rm -f "$WORK/pgbouncer.pid"
 	fi
-	local d
-	for d in "$WORK/local" "$WORK/remote"; do
-		[ -f "$d/postmaster.pid" ] &&
-			as_user "$BENCH_USER" pg_ctl -D "$d" -m fast -w -t 60 stop >/dev/null 2>&1 || true
-	done
+	stop_bench_servers "$BENCH_USER" "$WORK/local" "$WORK/remote"
 }
 on_exit() {
 	local rc=$?
@@ -127,18 +120,9 @@ BOUNCER_PORT=$(next_port $((REMOTE_PORT + 1)) "$WORK/run")
 
 start_server() {
 	local name=$1 port=$2 extra=$3
-	as_user "$BENCH_USER" initdb -D "$WORK/$name" -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
-	cat >>"$WORK/$name/postgresql.conf" <<CONF
-port = $port
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$WORK/run'
-log_line_prefix = '%m [%p] %b '
-jit = off
-autovacuum = off
-max_wal_size = 4GB
+	init_bench_server "$BENCH_USER" "$WORK/$name" "$port" "$WORK/run" "max_wal_size = 4GB
 checkpoint_timeout = 30min
-$extra
-CONF
+$extra"
 	# the worker of netrun_pool holds a descriptor per remote connection:
 	# lift runuser's soft limit of 1024 (max_files_per_process does the rest)
 	# (9>&-: the server must not inherit, and so hold, the lock)
@@ -279,14 +263,6 @@ grep -q 'Remote SQL: SELECT payload FROM public.t WHERE ((id <= 100000))' "$WORK
 	{ cat "$WORK/out/fdw_s4_plan.txt" >&2; die "postgres_fdw S4 plan is not a row transfer"; }
 
 # ------------------------------------------------------------ the worker
-wait_for() { # wait_for SECONDS SQL EXPECTED: until the local server answers EXPECTED
-	local n=$(($1 * 10)) i
-	for ((i = 0; i < n; i++)); do
-		[ "$(lval "$2" 2>/dev/null || true)" = "$3" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
 wait_for 30 "SELECT state FROM netrun_pool.worker_status()" running || die "the netrun_pool worker did not start"
 WORKER_PID=$(lval "SELECT worker_pid FROM netrun_pool.worker_status()")
 proc_rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }

@@ -77,10 +77,7 @@ log() { printf '[%4ds] %s\n' $((SECONDS - T0)) "$*" >&2; }
 
 # ---------------------------------------------------------------- clean-up
 # Only what this script started: its one server, stopped with pg_ctl.
-stop_server() {
-	[ -f "$WORK/data/postmaster.pid" ] &&
-		as_user "$BENCH_USER" pg_ctl -D "$WORK/data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
-}
+stop_server() { stop_bench_servers "$BENCH_USER" "$WORK/data"; }
 on_exit() {
 	local rc=$?
 	stop_server
@@ -97,11 +94,7 @@ on_exit() {
 ensure_packages
 ensure_user "$BENCH_USER"
 
-exec 9>/tmp/netrun_pool.lock
-if ! flock -n 9; then
-	log "waiting for /tmp/netrun_pool.lock (a test or bench run holds it)"
-	flock 9
-fi
+take_bench_lock
 
 # an interrupted earlier run: stop its server, then start afresh
 stop_server

@@ -131,3 +131,58 @@ next_port() {
 	while ! port_free "$p" || [ -e "$sockdir/.s.PGSQL.$p" ]; do p=$((p + 1)); done
 	echo "$p"
 }
+
+# ---------------------------------------------------------------- benches
+# Shared by bench/*.sh, which run their servers on loopback as an
+# unprivileged user.
+
+# Take /tmp/netrun_pool.lock on descriptor 9 for the rest of the script, so
+# that a bench and a test run (which install into the same PostgreSQL)
+# never overlap; not when the caller already holds it (NETRUN_LOCK_HELD:
+# scripts/test.sh's smoke test).  A server started afterwards must not
+# inherit the descriptor (9>&-).
+take_bench_lock() {
+	[ -n "${NETRUN_LOCK_HELD:-}" ] && return 0
+	exec 9>/tmp/netrun_pool.lock
+	if ! flock -n 9; then
+		echo "waiting for /tmp/netrun_pool.lock (a test or bench run holds it)" >&2
+		flock 9
+	fi
+}
+
+# init_bench_server USER DATADIR PORT SOCKDIR [EXTRA_CONF]: a new cluster
+# owned by USER, trusting everyone, on 127.0.0.1:PORT with its socket in
+# SOCKDIR, without JIT and autovacuum; EXTRA_CONF lines are appended.
+init_bench_server() {
+	as_user "$1" initdb -D "$2" -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
+	cat >>"$2/postgresql.conf" <<CONF
+port = $3
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$4'
+log_line_prefix = '%m [%p] %b '
+jit = off
+autovacuum = off
+${5:-}
+CONF
+}
+
+# stop_bench_servers USER DATADIR...: a fast stop of each one that runs.
+stop_bench_servers() {
+	local user=$1 d
+	shift
+	for d; do
+		[ -f "$d/postmaster.pid" ] &&
+			as_user "$user" pg_ctl -D "$d" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+	done
+}
+
+# wait_for SECONDS SQL EXPECTED: until the caller's `lval SQL` answers
+# EXPECTED (true), or SECONDS have passed (false); polls every 0.1 s.
+wait_for() {
+	local n=$(($1 * 10)) i
+	for ((i = 0; i < n; i++)); do
+		[ "$(lval "$2" 2>/dev/null || true)" = "$3" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
