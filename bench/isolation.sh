@@ -23,7 +23,9 @@
 #              SYN: test/black_hole.pl), pool_min 1
 #   reg1000    1,000 remotes: those 200, and 800 disabled ones
 #   big50      4 callers, each sending two 50 MB SQL texts
-#              (SELECT length('<50 MB literal>')) to another remote
+#              (SELECT length('<50 MB literal>')) to another remote (above
+#              netrun_pool.max_request_size: netrun_pool refuses them)
+#   big15      the same with 15 MB texts, under max_request_size's 16 MB
 #   stop8      8 callers on another remote, stopped with pg_ctl stop -m
 #              immediate at a quarter of the cell and started again at half
 #              of it; the callers' next calls (how long until they fail) and
@@ -73,7 +75,7 @@ WORK=${NETRUN_ISO_BENCH_DIR:-/var/tmp/netrun_pool_bench_isolation}
 DATE=$(date +%F)
 DNS_ADDR=${DNS_ADDR:-127.0.53.18}
 DNS_NAME=slow.netrun.test
-ALL_SCENARIOS="baseline dns_tx dns_none dns_probe bh200 reg1000 big50 stop8 cpu4 cpu8 baseline_end"
+ALL_SCENARIOS="baseline dns_tx dns_none dns_probe bh200 reg1000 big50 big15 stop8 cpu4 cpu8 baseline_end"
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
 if [ -n "${QUICK:-}" ]; then
 	MODE=quick
@@ -315,12 +317,14 @@ unregister_all_but_good() {
 # What each scenario does: its callers (for the CPU-only control), and the
 # steps before, at 1 s into, and after its cell.
 callers_of() {
-	case $1 in dns_tx | dns_none | big50 | cpu4) echo 4 ;; stop8 | cpu8) echo 8 ;; *) echo 0 ;; esac
+	case $1 in dns_tx | dns_none | big50 | big15 | cpu4) echo 4 ;; stop8 | cpu8) echo 8 ;; *) echo 0 ;; esac
 }
-BIG_SQL="'SELECT length(''' || repeat('x', 50 * 1024 * 1024) || ''')'"
+big_sql() { # big_sql MB: a statement of that many megabytes
+	echo "'SELECT length(''' || repeat('x', $1 * 1024 * 1024) || ''')'"
+}
 prepare() { # before the cell's clock starts
 	case $1 in
-	big50)
+	big50 | big15)
 		lval "SELECT netrun_pool.register('big', '$(dsn "$OTHER_PORT")', pool_min => 4, pool_max => 4, password_required => false, tenant_guard => 'off')" >/dev/null
 		wait_for 30 "SELECT count(*) FROM netrun_pool.pool_stats WHERE name = 'big' AND status = 'healthy' AND total = 4" 1 ||
 			problem "$CELL_NAME: big did not open its 4 connections" ;;
@@ -351,7 +355,9 @@ disturb() { # at 1 s into the cell; returns while the disturbance goes on (stop8
 		sleep 1
 		ss -Htn state syn-sent "dport = :$HOLE_PORT" | wc -l >"$CELL/syn_sent" ;;
 	big50)
-		start_callers 4 big "$BIG_SQL" "$((rest + 60))" 2 0 ;;
+		start_callers 4 big "$(big_sql 50)" "$((rest + 60))" 2 0 ;;
+	big15)
+		start_callers 4 big "$(big_sql 15)" "$((rest + 60))" 2 0 ;;
 	stop8)
 		start_callers 8 victim "'SELECT 1'" "$((rest + STOP8_TAIL))"
 		sleep "$(awk -v r="$rest" 'BEGIN { print r / 4 }')"
@@ -459,6 +465,7 @@ label() {
 	bh200) echo "3. 200 black holes, pool_min 1" ;;
 	reg1000) echo "4. 1,000 registered: 800 disabled, 200 black holes" ;;
 	big50) echo "5. 4 callers × two 50 MB SQL texts" ;;
+	big15) echo "5b. 4 callers × two 15 MB SQL texts (under max_request_size)" ;;
 	stop8) echo "6. remote stopped (immediate) and restarted, 8 callers" ;;
 	cpu4) echo "CPU-only control: 4 busy processes" ;;
 	cpu8) echo "CPU-only control: 8 busy processes" ;;
@@ -518,11 +525,11 @@ stop8_summary() { # stop8_summary WHO
 			print "."
 		}' "$dir"/caller.[0-9]*
 }
-big50_summary() { # big50_summary WHO: the 50 MB calls
-	local dir=$WORK/cells/big50.$1
+big_summary() { # big_summary SCENARIO WHO: the big calls
+	local dir=$WORK/cells/$1.$2
 	ls "$dir"/caller.[0-9]* >/dev/null 2>&1 || { echo "not run"; return; }
 	awk -F'|' '$1 == "call" { n++; d = $3 - $2; s += d; if (d > m) m = d; o[$4]++ }
-		END { printf "%d calls of 50 MB, %.2f s each on average, the longest %.2f s; outcomes:", n, (n ? s / n : 0), m
+		END { printf "%d calls, %.2f s each on average, the longest %.2f s; outcomes:", n, (n ? s / n : 0), m
 		      sep = " "; for (k in o) { printf "%s%s × %d", sep, k, o[k]; sep = ", " }; print "." }' "$dir"/caller.[0-9]*
 }
 holes_summary() { # holes_summary SCENARIO WHO: how long registering took; the connects hanging a second later
@@ -582,12 +589,14 @@ mkdir -p "$(dirname "$RESULT")"
 	echo
 	echo "| scenario | while good was called through netrun_pool | … through dblink | DNS answers in the netrun_pool cell / the dblink cell (until it settled) |"
 	echo "|---|---|---|---|"
-	for s in dns_tx dns_none dns_probe big50 stop8; do
+	for s in dns_tx dns_none dns_probe big50 big15 stop8; do
 		[ -n "$(value "$s" np n)" ] || continue
 		echo "| $(label "$s") | $(callers_summary "$s" np) | $(callers_summary "$s" dblink) | $(value "$s" np dns_answers) / $(value "$s" dblink dns_answers) |"
 	done
 	echo
-	echo "Scenario 5's 50 MB calls: through netrun_pool's cell: $(big50_summary np) In dblink's cell: $(big50_summary dblink)"
+	echo "Scenario 5's 50 MB calls: through netrun_pool's cell: $(big_summary big50 np) In dblink's cell: $(big_summary big50 dblink)"
+	echo
+	echo "Scenario 5b's 15 MB calls: through netrun_pool's cell: $(big_summary big15 np) In dblink's cell: $(big_summary big15 dblink)"
 	echo
 	echo "The black holes (the worker's pooled connects and its probes hang there until \`connect_timeout_ms\`):"
 	echo
