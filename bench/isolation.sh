@@ -25,7 +25,7 @@
 #   big50      4 callers, each sending two 50 MB SQL texts
 #              (SELECT length('<50 MB literal>')) to another remote (above
 #              netrun_pool.max_request_size: netrun_pool refuses them)
-#   big15      the same with 15 MB texts, under max_request_size's 16 MB
+#   big4       the same with 4,000 kB texts, under max_request_size's 4 MB
 #   stop8      8 callers on another remote, stopped with pg_ctl stop -m
 #              immediate at a quarter of the cell and started again at half
 #              of it; the callers' next calls (how long until they fail) and
@@ -39,9 +39,10 @@
 # call's time is the interval from the previous call's end to its own (the
 # first call, where dblink connects, left out); calls/s over the cell.  The
 # disturbance starts 1 s into each cell.  Verdict per scenario: "stalled" if
-# good's max > 1 s or its calls/s < 50% of the baseline's; else "pass" if its
-# p99 is within 3x the baseline's or within 1.5x the CPU-only control's;
-# else "slowed".
+# good's max > 1 s or its calls/s < 50% of its control's (the CPU-only
+# control with as many busy processes as the scenario has callers, else the
+# baseline); else "pass" if its p99 is within 3x the baseline's or within
+# 1.5x the CPU-only control's; else "slowed".
 #
 # Where things run (all on loopback, nothing leaves the machine):
 #   - three servers as the unprivileged user netrun_bench under
@@ -75,7 +76,7 @@ WORK=${NETRUN_ISO_BENCH_DIR:-/var/tmp/netrun_pool_bench_isolation}
 DATE=$(date +%F)
 DNS_ADDR=${DNS_ADDR:-127.0.53.18}
 DNS_NAME=slow.netrun.test
-ALL_SCENARIOS="baseline dns_tx dns_none dns_probe bh200 reg1000 big50 big15 stop8 cpu4 cpu8 baseline_end"
+ALL_SCENARIOS="baseline dns_tx dns_none dns_probe bh200 reg1000 big50 big4 stop8 cpu4 cpu8 baseline_end"
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
 if [ -n "${QUICK:-}" ]; then
 	MODE=quick
@@ -170,7 +171,7 @@ start_remote other
 
 log "starting the slow DNS server on $DNS_ADDR:53 ($DNS_NAME after $DNS_DELAY_MS ms) and the black hole on 127.0.0.1:$HOLE_PORT"
 perl "$here/test/fake_dns.pl" --address "$DNS_ADDR" --port 53 --name "$DNS_NAME" \
-	--delay-ms "$DNS_DELAY_MS" --ttl 60 --max-seconds 3600 >"$WORK/out/dns.log" 2>&1 9>&- &
+	--delay-ms "$DNS_DELAY_MS" --ttl 1 --max-seconds 3600 >"$WORK/out/dns.log" 2>&1 9>&- &
 BG_PIDS+=($!)
 perl "$here/test/black_hole.pl" --port "$HOLE_PORT" --max-seconds 3600 >"$WORK/out/hole.log" 2>&1 9>&- &
 BG_PIDS+=($!)
@@ -317,14 +318,14 @@ unregister_all_but_good() {
 # What each scenario does: its callers (for the CPU-only control), and the
 # steps before, at 1 s into, and after its cell.
 callers_of() {
-	case $1 in dns_tx | dns_none | big50 | big15 | cpu4) echo 4 ;; stop8 | cpu8) echo 8 ;; *) echo 0 ;; esac
+	case $1 in dns_tx | dns_none | big50 | big4 | cpu4) echo 4 ;; stop8 | cpu8) echo 8 ;; *) echo 0 ;; esac
 }
-big_sql() { # big_sql MB: a statement of that many megabytes
-	echo "'SELECT length(''' || repeat('x', $1 * 1024 * 1024) || ''')'"
+big_sql() { # big_sql KB: a statement of that many kilobytes
+	echo "'SELECT length(''' || repeat('x', $1 * 1024) || ''')'"
 }
 prepare() { # before the cell's clock starts
 	case $1 in
-	big50 | big15)
+	big50 | big4)
 		lval "SELECT netrun_pool.register('big', '$(dsn "$OTHER_PORT")', pool_min => 4, pool_max => 4, password_required => false, tenant_guard => 'off')" >/dev/null
 		wait_for 30 "SELECT count(*) FROM netrun_pool.pool_stats WHERE name = 'big' AND status = 'healthy' AND total = 4" 1 ||
 			problem "$CELL_NAME: big did not open its 4 connections" ;;
@@ -355,9 +356,9 @@ disturb() { # at 1 s into the cell; returns while the disturbance goes on (stop8
 		sleep 1
 		ss -Htn state syn-sent "dport = :$HOLE_PORT" | wc -l >"$CELL/syn_sent" ;;
 	big50)
-		start_callers 4 big "$(big_sql 50)" "$((rest + 60))" 2 0 ;;
-	big15)
-		start_callers 4 big "$(big_sql 15)" "$((rest + 60))" 2 0 ;;
+		start_callers 4 big "$(big_sql $((50 * 1024)))" "$((rest + 60))" 2 0 ;;
+	big4)
+		start_callers 4 big "$(big_sql 4000)" "$((rest + 60))" 2 0 ;;
 	stop8)
 		start_callers 8 victim "'SELECT 1'" "$((rest + STOP8_TAIL))"
 		sleep "$(awk -v r="$rest" 'BEGIN { print r / 4 }')"
@@ -465,26 +466,27 @@ label() {
 	bh200) echo "3. 200 black holes, pool_min 1" ;;
 	reg1000) echo "4. 1,000 registered: 800 disabled, 200 black holes" ;;
 	big50) echo "5. 4 callers × two 50 MB SQL texts" ;;
-	big15) echo "5b. 4 callers × two 15 MB SQL texts (under max_request_size)" ;;
+	big4) echo "5b. 4 callers × two 4,000 kB SQL texts (under max_request_size)" ;;
 	stop8) echo "6. remote stopped (immediate) and restarted, 8 callers" ;;
 	cpu4) echo "CPU-only control: 4 busy processes" ;;
 	cpu8) echo "CPU-only control: 8 busy processes" ;;
 	esac
 }
-control_of() { # the CPU-only control a scenario is compared with
+control_of() { # the CPU-only control a scenario is compared with (a control: the baseline)
+	case $1 in cpu4 | cpu8) echo baseline; return ;; esac
 	case $(callers_of "$1") in 4) echo cpu4 ;; 8) echo cpu8 ;; *) echo baseline ;; esac
 }
 BASE_P99=$(value baseline np p99_ms)
 BASE_RATE=$(value baseline np calls_s)
 verdict() { # verdict SCENARIO
-	local s=$1 ctl max rate p99 cp99
+	local s=$1 ctl max rate p99 cp99 crate
 	max=$(value "$s" np max_ms) rate=$(value "$s" np calls_s) p99=$(value "$s" np p99_ms)
 	ctl=$(control_of "$s")
-	cp99=$(value "$ctl" np p99_ms)
+	cp99=$(value "$ctl" np p99_ms) crate=$(value "$ctl" np calls_s)
 	[ -n "$p99" ] && [ "$p99" != - ] || { echo "not run"; return; }
-	awk -v max="$max" -v rate="$rate" -v p99="$p99" -v bp99="$BASE_P99" -v brate="$BASE_RATE" -v cp99="$cp99" 'BEGIN {
+	awk -v max="$max" -v rate="$rate" -v p99="$p99" -v bp99="$BASE_P99" -v crate="$crate" -v ctl="$ctl" -v cp99="$cp99" 'BEGIN {
 		if (max > 1000) printf "**stalled** (max)";
-		else if (brate != "" && rate < 0.5 * brate) printf "**stalled** (calls/s %.0f%% of the baseline)", 100 * rate / brate;
+		else if (crate != "" && crate != "-" && rate < 0.5 * crate) printf "**stalled** (calls/s %.0f%% of the %s control'"'"'s)", 100 * rate / crate, ctl;
 		else if ((bp99 != "" && p99 <= 3 * bp99) || (cp99 != "" && cp99 != "-" && p99 <= 1.5 * cp99)) printf "pass";
 		else printf "**slowed** (p99)";
 		print "" }'
@@ -575,7 +577,7 @@ mkdir -p "$(dirname "$RESULT")"
 		echo "| $(label "$s") | $(fmt "$(value "$s" np p50_ms)") | $(fmt "$(value "$s" np p99_ms)") | $(fmt "$(value "$s" np max_ms)") | $(fmt_int "$(value "$s" np calls_s)") | $(ratio "$(value "$s" np p99_ms)" "$BASE_P99") | $ctl_ratio | $d | $v |"
 	done
 	echo
-	echo "Verdict: **stalled** if good's max > 1,000 ms or its calls/s < 50% of the baseline's; else pass if its p99 is within 3× the baseline's or within 1.5× the CPU-only control's (the control with as many busy processes as the scenario has callers; scenarios 2 to 4 have none, and are compared with the baseline); else **slowed**. The controls' rows say what the same rules make of them: at one client, netrun_pool's caller and worker poll for each other's answers (\`netrun_pool.spin_wait_us\`) and give the CPU up to any other process that can run, so a lone client's calls/s drops when anything else runs, and the calls/s rule can flag a CPU-only control too."
+	echo "Verdict: **stalled** if good's max > 1,000 ms or its calls/s < 50% of its control's (the CPU-only control with as many busy processes as the scenario has callers, else the baseline); else pass if its p99 is within 3× the baseline's or within 1.5× the CPU-only control's (the control with as many busy processes as the scenario has callers; scenarios 2 to 4 have none, and are compared with the baseline); else **slowed**. The controls' rows say what the same rules make of them: at one client, netrun_pool's caller and worker poll for each other's answers (\`netrun_pool.spin_wait_us\`) and give the CPU up to any other process that can run, so a lone client's calls/s drops when anything else runs: judged against the baseline, the CPU-only controls themselves are stalled by the calls/s rule, which is why a scenario with callers is judged against the control with as many."
 	echo
 	echo "Scenario 6, the 8 callers of the stopped remote (netrun_pool calls, timed in each caller's session):"
 	echo
@@ -589,14 +591,14 @@ mkdir -p "$(dirname "$RESULT")"
 	echo
 	echo "| scenario | while good was called through netrun_pool | … through dblink | DNS answers in the netrun_pool cell / the dblink cell (until it settled) |"
 	echo "|---|---|---|---|"
-	for s in dns_tx dns_none dns_probe big50 big15 stop8; do
+	for s in dns_tx dns_none dns_probe big50 big4 stop8; do
 		[ -n "$(value "$s" np n)" ] || continue
 		echo "| $(label "$s") | $(callers_summary "$s" np) | $(callers_summary "$s" dblink) | $(value "$s" np dns_answers) / $(value "$s" dblink dns_answers) |"
 	done
 	echo
 	echo "Scenario 5's 50 MB calls: through netrun_pool's cell: $(big_summary big50 np) In dblink's cell: $(big_summary big50 dblink)"
 	echo
-	echo "Scenario 5b's 15 MB calls: through netrun_pool's cell: $(big_summary big15 np) In dblink's cell: $(big_summary big15 dblink)"
+	echo "Scenario 5b's 4,000 kB calls: through netrun_pool's cell: $(big_summary big4 np) In dblink's cell: $(big_summary big4 dblink)"
 	echo
 	echo "The black holes (the worker's pooled connects and its probes hang there until \`connect_timeout_ms\`):"
 	echo
@@ -609,7 +611,7 @@ mkdir -p "$(dirname "$RESULT")"
 	echo
 	echo "- Three servers as the unprivileged user \`$BENCH_USER\`, on 127.0.0.1: local (port $LOCAL_PORT; netrun_pool preloaded, \`netrun_pool.max_pools = 1100\`, \`netrun_pool.max_connections = 1300\`, \`max_files_per_process = 6000\`, default \`health_interval_ms\` (10 s) and \`unhealthy_after\`; dblink), good ($GOOD_PORT) and other ($OTHER_PORT). Each cell: pgbench \`-n -M simple -c 1 -j 1 -T $DURATION -l\` against the local server; the disturbance starts 1 s in. A call's time is the interval between its end and the end of the call before it in pgbench's per-transaction log (one client calling back to back), so the first call (dblink's connect) is left out; calls/s over that span. Not pgbench's own latency field: pgbench reads its clock lazily, and logs 0 µs for a call whose answer was already in when pgbench, preempted, got the CPU back (most calls beside the busy processes)."
 	echo "- \`good\`: the server good by \`host=127.0.0.1\`, \`pool_min 2, pool_max 2\`, transaction mode; dblink's control: \`dblink_connect\` to the same server in the pgbench client's first transaction, then \`SELECT x FROM dblink('good', 'SELECT 1') AS t(x int)\`."
-	echo "- Slow DNS: \`test/fake_dns.pl\` on $DNS_ADDR:53 answers \`$DNS_NAME\` (A 127.0.0.1, TTL 60; AAAA empty) after $DNS_DELAY_MS ms. The local server was started inside a mount namespace of its own (\`unshare -m\`) with a resolv.conf naming only $DNS_ADDR bind-mounted over /etc/resolv.conf; $RESOLV_CHECK. A first call by host name took $DNS_CHECK_S s. Remotes by host name point at other (\`host=$DNS_NAME port=$OTHER_PORT\`), registered 1 s into the cell with \`pool_max 4\` (\`dns_tx\`, \`dns_none\`: 4 callers calling \`SELECT 1\` back to back) or defaults (\`dns_probe\`: \`probe_tx\` and \`probe_none\`, no callers; a transaction-mode probe keeps its connection, a none-mode probe connects, so resolves, every \`health_interval_ms\`)."
+	echo "- Slow DNS: \`test/fake_dns.pl\` on $DNS_ADDR:53 answers \`$DNS_NAME\` (A 127.0.0.1, TTL 1 s, which netrun_pool keeps for its floor of 5 s; AAAA empty) after $DNS_DELAY_MS ms. The local server was started inside a mount namespace of its own (\`unshare -m\`) with a resolv.conf naming only $DNS_ADDR bind-mounted over /etc/resolv.conf; $RESOLV_CHECK. A first call by host name took $DNS_CHECK_S s. Remotes by host name point at other (\`host=$DNS_NAME port=$OTHER_PORT\`), registered 1 s into the cell with \`pool_max 4\` (\`dns_tx\`, \`dns_none\`: 4 callers calling \`SELECT 1\` back to back) or defaults (\`dns_probe\`: \`probe_tx\` and \`probe_none\`, no callers; a transaction-mode probe keeps its connection, a none-mode probe connects, so resolves, every \`health_interval_ms\`)."
 	echo "- Black holes: \`test/black_hole.pl\` on 127.0.0.1:$HOLE_PORT, a listener with a backlog of 0 whose accept queue it fills itself: the kernel drops every further SYN. The 200 remotes (\`pool_min 1, pool_max 1\`, default \`connect_timeout_ms\` 10 s) are registered in one statement 1 s into the cell; scenario 4 adds 800 with \`enabled => false\` (at 127.0.0.1:$DEAD_PORT, where nothing listens)."
 	echo "- 50 MB: \`big\` at other, \`pool_min 4, pool_max 4\`, opened before the cell; 4 sessions each call \`fetchval('big', 'SELECT length(''<52,428,800 x>'')')\` twice, starting 1 s in."
 	echo "- Stopped remote: \`victim\` at other, \`pool_min 8, pool_max 8\`, opened before the cell; 8 sessions call \`SELECT 1\` on it back to back from 1 s in; other is stopped with \`pg_ctl stop -m immediate\` a quarter of the way into the rest of the cell and started (\`pg_ctl start -w\`) at half of it; the callers go on $STOP8_TAIL s past good's cell. Each call is timed inside the caller's session (\`iso_caller\`, plpgsql, each error caught)."

@@ -35,7 +35,7 @@ int			netrun_degraded_error_percent = 20;
 int			netrun_spin_wait_us = 500;
 
 /* The largest request a backend hands the worker (api.c) */
-int			netrun_max_request_size_kb = 16384;
+int			netrun_max_request_size_kb = 4096;
 
 /* Where the worker resolves remotes' host names (resolve.c) */
 char	   *netrun_dns_servers = NULL;
@@ -138,7 +138,7 @@ netrun_define_gucs(void)
 							"The largest call (its statement and parameters) sent to a remote.",
 							"The worker sends every caller's calls; libpq copies a request whole, and sending one of tens of megabytes holds up the calls of every other caller while it goes out.",
 							&netrun_max_request_size_kb,
-							16384, 64, 1048576,
+							4096, 64, 1048576,
 							PGC_SUSET,
 							GUC_UNIT_KB,
 							NULL, NULL, NULL);
