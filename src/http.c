@@ -602,20 +602,35 @@ http_send(struct MHD_Connection *conn, HttpReply *reply)
 }
 
 /*
- * libmicrohttpd calls this once the request's headers are in; it answers
- * at once, whatever body may follow.  An error must not unwind through
- * libmicrohttpd's frames, nor end the launcher: it is logged and answered
- * with 500.
+ * libmicrohttpd calls this once the request's headers are in, then for each
+ * piece of a body, then once more at its end.  The answer comes at the end
+ * (answering earlier would close the connection, and a keep-alive client
+ * such as Prometheus would pay a connect per scrape); a body is dropped.
+ * An error must not unwind through libmicrohttpd's frames, nor end the
+ * launcher: it is logged and answered with 500.
  */
 static enum MHD_Result
 http_answer(void *cls, struct MHD_Connection *conn, const char *url,
 			const char *method, const char *version, const char *upload_data,
 			size_t *upload_data_size, void **req_cls)
 {
-	MemoryContext oldcontext = MemoryContextSwitchTo(http_context);
+	static int	headers_seen;
+	MemoryContext oldcontext;
 	HttpReply	reply = {0};
 	enum MHD_Result result;
 
+	if (*req_cls == NULL)
+	{
+		*req_cls = &headers_seen;
+		return MHD_YES;
+	}
+	if (*upload_data_size > 0)
+	{
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+
+	oldcontext = MemoryContextSwitchTo(http_context);
 	initStringInfo(&reply.body);
 	PG_TRY();
 	{
@@ -697,6 +712,8 @@ http_start(void)
 								   MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) HTTP_TIMEOUT_S,
 								   MHD_OPTION_CONNECTION_LIMIT, (unsigned int) HTTP_CONNECTION_LIMIT,
 								   MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int) HTTP_PER_IP_LIMIT,
+								   /* malformed requests get 400: a Host header is required in HTTP/1.1, ... */
+								   MHD_OPTION_STRICT_FOR_CLIENT, (int) 1,
 								   MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, NULL,
 								   MHD_OPTION_END);
 	if (http_daemon == NULL)
