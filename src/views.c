@@ -77,13 +77,17 @@ views_collect(const char *name, ViewsMatch match, int *nrows)
 	for (int i = 0; i < netrun_shared->npools; i++)
 	{
 		NetrunPoolSlot *slot = &netrun_shared->pools[i];
-		bool		by_name = match != VIEWS_MATCH_CLUSTER &&
-			strcmp(slot->name, name) == 0;
-		bool		by_cluster = match != VIEWS_MATCH_NAME &&
-			slot->cluster[0] && strcmp(slot->cluster, name) == 0;
 
-		if (match != VIEWS_MATCH_ALL && !by_name && !by_cluster)
-			continue;
+		if (match != VIEWS_MATCH_ALL)
+		{
+			bool		by_name = match != VIEWS_MATCH_CLUSTER &&
+				strcmp(slot->name, name) == 0;
+			bool		by_cluster = match != VIEWS_MATCH_NAME &&
+				slot->cluster[0] && strcmp(slot->cluster, name) == 0;
+
+			if (!by_name && !by_cluster)
+				continue;
+		}
 		rows[n++].slot = *slot;
 	}
 	LWLockRelease(netrun_shared->lock);
