@@ -755,11 +755,35 @@ http_timeout_ms(void)
 	return (long) Min(timeout, (MHD_UNSIGNED_LONG_LONG) INT_MAX);
 }
 
-/* Everything that is ready: accepts, reads, answers, timeouts.  No waits. */
+static unsigned int
+http_connections(void)
+{
+	const union MHD_DaemonInfo *info;
+
+	info = MHD_get_daemon_info(http_daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+	return info ? info->num_connections : 0;
+}
+
+/*
+ * Everything that is ready: accepts, reads, answers, timeouts.  No waits.
+ *
+ * At its connection limit libmicrohttpd takes its listening socket out of
+ * its epoll set, and puts it back only at the start of a run.  A run that
+ * frees a slot is therefore followed by another at once: otherwise a
+ * client already waiting to be accepted would wait for some unrelated
+ * event, forever if no connection is left (MHD_get_timeout() then sets no
+ * deadline).
+ */
 void
 http_serve(void)
 {
-	if (http_daemon != NULL)
+	unsigned int before;
+
+	if (http_daemon == NULL)
+		return;
+	before = http_connections();
+	(void) MHD_run(http_daemon);
+	if (http_connections() < before)
 		(void) MHD_run(http_daemon);
 }
 
