@@ -257,8 +257,11 @@ like($got, qr{^HTTP/1\.[01] 200 .*\nnetrun_pool_up 1\n}s, 'a bare HTTP/1.0 reque
 # --- /ready follows a remote that stops and comes back --------------------
 $remote->stop('immediate');
 $res = poll_http('/ready', sub { $_[0]->{status} == 503 });
-ok($res, '/ready: 503 once the stopped remote fails its probes');
-is(decode_json($res->{content})->{healthy}, JSON::PP::false, '/ready: the body says why');
+ok($res, '/ready: 503 once the stopped remote fails a probe');
+# (the body's "healthy" is still true while the connection is only degraded)
+$res = poll_http('/ready', sub { $_[0]->{status} == 503 && $_[0]->{content} =~ /"status": "unhealthy"/ });
+ok($res, '/ready: 503 while the remote is unhealthy');
+is(decode_json($res->{content})->{healthy}, JSON::PP::false, '/ready: the body says so');
 is(get('/ready?name=r')->{status}, 503, '/ready?name=r: 503');
 is(get('/ready?cluster=shop')->{status}, 503, '/ready?cluster=shop: 503');
 is(get('/alive')->{status}, 200, '/alive: still 200, the worker runs');
@@ -343,6 +346,7 @@ SKIP:
 	mkdir $prom_dir;
 	my $config = slurp_file("$root/contrib/prometheus/prometheus.yml");
 	$config =~ s/scrape_interval: 15s/scrape_interval: 1s/ or die 'no scrape_interval';
+	$config =~ s/scrape_timeout: 5s/scrape_timeout: 1s/ or die 'no scrape_timeout';
 	$config =~ s/'127\.0\.0\.1:9187'/'127.0.0.1:$http_port'/ or die 'no target';
 	open(my $cf, '>', "$prom_dir/prometheus.yml") or die $!;
 	print $cf $config;
