@@ -54,7 +54,7 @@ for my $expr (@exprs)
 {
 	for my $metric ($expr =~ /\b(netrun_pool_\w+)/g)
 	{
-		like($families, qr/"\Q$metric\E"/, "$metric in an alert is a metric views.c renders");
+		like($families, qr/\b\Q$metric\E\b/, "$metric in an alert is a metric views.c renders");
 	}
 }
 
