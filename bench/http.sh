@@ -15,18 +15,19 @@
 # $NETRUN_HTTP_BENCH_DIR (default /var/tmp/netrun_pool_http_bench), with the
 # endpoint on a free loopback port, and registers 8 connections to the
 # server itself over TCP (pool_max 4), so /metrics has 8 pools' series to
-# render.  Each round runs two phases of the same pgbench load, in turns:
-# "quiet" (nothing touches the endpoint) and "hammered" (50 scrapers: 10
-# curl processes, each from its own loopback address, each with 5
-# transfers in flight, fetching /metrics back to back without a pause).
-# The load is CLIENTS pgbench clients calling
-# netrun_pool.fetchval('p1', 'SELECT 1'); every call's latency is logged.
+# render.  Each round runs three phases of the same pgbench load, in
+# turns: "quiet" (nothing touches the endpoint), "hammered" (50 scrapers:
+# 10 curl processes, each from its own loopback address, each with 5
+# transfers in flight, fetching /metrics back to back without a pause),
+# and "hammered, niced" (the same, with the scrapers and the launcher at
+# nice 19 for the phase: they then take only the CPU the calls leave, so
+# what delay remains is not CPU but waiting).  The load is CLIENTS pgbench
+# clients calling netrun_pool.fetchval('p1', 'SELECT 1'); every call's
+# latency is logged.
 #
 # Results: bench/results/<date>-http.md (<date>-http-quick.md in quick
-# mode): latency mean and percentiles per phase, the ratios hammered /
-# quiet, the scrapes served, and the CPU the launcher and the scrapers
-# used.  No target is asserted: on a shared 2-core machine the scrapers'
-# own CPU competes with the calls, which the report shows.
+# mode): latency mean and percentiles per phase, the ratios to quiet, the
+# scrapes served, and the launcher's CPU.  No target is asserted.
 #
 # It takes /tmp/netrun_pool.lock, as scripts/test.sh does: installing the
 # extension would swap the library under a running test suite.
@@ -151,13 +152,13 @@ done >"$WORK/scrape.cfg"
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 start_scrapers() {
-	local round=$1 p
+	local tag=$1 niceness=$2 p
 	for p in $(seq 1 "$SCRAPERS_PROCS"); do
 		(
 			while :; do
-				curl -s --no-progress-meter -Z --parallel-max "$SCRAPERS_EACH" \
+				nice -n "$niceness" curl -s --no-progress-meter -Z --parallel-max "$SCRAPERS_EACH" \
 					--interface "127.0.0.$((10 + p))" -K "$WORK/scrape.cfg" -w '%{http_code}\n' || true
-			done >"$WORK/out/scrapes-$round-$p.txt" 2>/dev/null
+			done >"$WORK/out/scrapes-$tag-$p.txt" 2>/dev/null
 		) &
 		SCRAPER_PIDS+=($!)
 	done
@@ -173,26 +174,33 @@ run_phase() {
 }
 
 chown -R "$BENCH_USER:" "$WORK/out"
+PHASES=(quiet hammered niced)
 declare -A LAUNCHER_CPU SCRAPES
 log "$ROUNDS rounds of ${PHASE_S} s per phase, $CLIENTS pgbench clients, $SCRAPERS scrapers"
 for round in $(seq 1 "$ROUNDS"); do
-	for phase in quiet hammered; do
+	for phase in "${PHASES[@]}"; do
 		before=$(cpu_ticks "$LAUNCHER_PID")
-		if [ "$phase" = hammered ]; then
-			start_scrapers "$round"
-			sleep 1    # the scrapers at full speed before the calls are timed
-		fi
+		case $phase in
+		hammered) start_scrapers "$phase-$round" 0 ;;
+		niced)
+			renice -n 19 -p "$LAUNCHER_PID" >/dev/null
+			start_scrapers "$phase-$round" 19 ;;
+		esac
+		[ "$phase" != quiet ] && sleep 1    # the scrapers at full speed before the calls are timed
 		run_phase "$phase" "$round"
-		[ "$phase" = hammered ] && stop_scrapers
+		stop_scrapers
+		[ "$phase" = niced ] && renice -n 0 -p "$LAUNCHER_PID" >/dev/null
 		LAUNCHER_CPU[$phase]=$(( ${LAUNCHER_CPU[$phase]:-0} + $(cpu_ticks "$LAUNCHER_PID") - before ))
 		log "round $round: $phase done"
 	done
-	SCRAPES[$round]=$(cat "$WORK/out"/scrapes-"$round"-*.txt | grep -c '^200$' || true)
+done
+for phase in hammered niced; do
+	SCRAPES[$phase]=$(cat "$WORK/out"/scrapes-"$phase"-*.txt | grep -c '^200$' || true)
 done
 
 # The calls that failed: pgbench counts them; there must be none.
 failed=$(cat "$WORK/out"/*.pgbench | sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' | awk '{ s += $1 } END { print s + 0 }')
-errors=$(grep -c 'ERROR' "$WORK/out"/*.pgbench | awk -F: '{ s += $2 } END { print s + 0 }')
+errors=$(cat "$WORK/out"/*.pgbench | grep -c 'ERROR' || true)
 
 # Latency statistics of one phase over every round, in ms.
 stats() {
@@ -203,15 +211,20 @@ stats() {
 				v[int(NR * 0.50) + 1] / 1000, v[int(NR * 0.95) + 1] / 1000,
 				v[int(NR * 0.99) + 1] / 1000, v[NR] / 1000 }'
 }
-read -r q_n q_mean q_p50 q_p95 q_p99 q_max < <(stats quiet)
-read -r h_n h_mean h_p50 h_p95 h_p99 h_max < <(stats hammered)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
-total_scrapes=0
-for round in $(seq 1 "$ROUNDS"); do total_scrapes=$((total_scrapes + SCRAPES[$round])); done
-hammer_s=$((ROUNDS * PHASE_S))
+declare -A ST
+for phase in "${PHASES[@]}"; do ST[$phase]=$(stats "$phase"); done
+read -r q_n q_mean q_p50 q_p95 q_p99 q_max <<<"${ST[quiet]}"
+row() {
+	local label=$1 phase=$2 n mean p50 p95 p99 max
+	read -r n mean p50 p95 p99 max <<<"${ST[$phase]}"
+	echo "| $label | $n | $mean | $p50 | $p95 | $p99 | $max |"
+	[ "$phase" = quiet ] ||
+		echo "| ratio to quiet | $(ratio "$n" "$q_n") | **$(ratio "$mean" "$q_mean")** | **$(ratio "$p50" "$q_p50")** | **$(ratio "$p95" "$q_p95")** | $(ratio "$p99" "$q_p99") | $(ratio "$max" "$q_max") |"
+}
+phase_s=$((ROUNDS * PHASE_S))
 tck=$(getconf CLK_TCK)
-launcher_q=$(awk -v t="${LAUNCHER_CPU[quiet]}" -v k="$tck" 'BEGIN { printf "%.2f", t / k }')
-launcher_h=$(awk -v t="${LAUNCHER_CPU[hammered]}" -v k="$tck" 'BEGIN { printf "%.2f", t / k }')
+cpu_s() { awk -v t="${LAUNCHER_CPU[$1]}" -v k="$tck" 'BEGIN { printf "%.2f", t / k }'; }
 
 mkdir -p "$(dirname "$RESULT")"
 cat >"$RESULT" <<EOF
@@ -227,18 +240,23 @@ $(psql_b -c 'SELECT version()' | sed 's/ on x86_64.*//'), loopback; load average
   loopback address with $SCRAPERS_EACH transfers in flight) fetching \`/metrics\`
   back to back, keep-alive, no pause.  The endpoint serves 32 connections at
   once and 8 per address: the rest wait to be accepted.
-- $ROUNDS rounds, each a quiet phase then a hammered one, ${PHASE_S} s each; the
-  statistics are over every call of all rounds.
+- Hammered, niced: the same scrapers, with them and the launcher at nice 19.
+- $ROUNDS rounds, each the three phases in turn, ${PHASE_S} s each ($phase_s s per
+  phase in all); the statistics are over every call of all rounds.
 
 | phase | calls | mean ms | p50 ms | p95 ms | p99 ms | max ms |
 |---|---:|---:|---:|---:|---:|---:|
-| quiet | $q_n | $q_mean | $q_p50 | $q_p95 | $q_p99 | $q_max |
-| hammered | $h_n | $h_mean | $h_p50 | $h_p95 | $h_p99 | $h_max |
-| **ratio hammered / quiet** | $(ratio "$h_n" "$q_n") | **$(ratio "$h_mean" "$q_mean")** | **$(ratio "$h_p50" "$q_p50")** | **$(ratio "$h_p95" "$q_p95")** | $(ratio "$h_p99" "$q_p99") | $(ratio "$h_max" "$q_max") |
+$(row quiet quiet)
+$(row hammered hammered)
+$(row "hammered, niced" niced)
 
-- Scrapes served while hammered: $total_scrapes in $hammer_s s (about $((total_scrapes / (hammer_s > 0 ? hammer_s : 1))) per second).
-- The launcher's CPU: $launcher_q s over the quiet phases, $launcher_h s over the hammered ones.
-- Failed calls: $failed (pgbench), errors reported: $errors.
+| phase | scrapes served | per second | the launcher's CPU |
+|---|---:|---:|---:|
+| quiet | 0 | 0 | $(cpu_s quiet) s |
+| hammered | ${SCRAPES[hammered]} | $((SCRAPES[hammered] / phase_s)) | $(cpu_s hammered) s |
+| hammered, niced | ${SCRAPES[niced]} | $((SCRAPES[niced] / phase_s)) | $(cpu_s niced) s |
+
+Failed calls: $failed (pgbench), errors reported: $errors.
 EOF
 cat "$RESULT"
 log "wrote $RESULT"
