@@ -21,7 +21,10 @@
 # transfers in flight, fetching /metrics back to back without a pause),
 # and "hammered, niced" (the same, with the scrapers and the launcher at
 # nice 19 for the phase: they then take only the CPU the calls leave, so
-# what delay remains is not CPU but waiting).  The load is CLIENTS pgbench
+# what delay remains is not CPU but waiting), and "launcher frozen" (the
+# launcher stopped with SIGSTOP, as a launcher stuck on a client would be,
+# while the scrapers knock: if a pooled call waited for the launcher in
+# any way, the calls would stall here).  The load is CLIENTS pgbench
 # clients calling netrun_pool.fetchval('p1', 'SELECT 1'); every call's
 # latency is logged.
 #
@@ -73,6 +76,7 @@ stop_server() {
 }
 on_exit() {
 	local rc=$?
+	[ -n "${LAUNCHER_PID:-}" ] && kill -CONT "$LAUNCHER_PID" 2>/dev/null
 	stop_scrapers
 	stop_server
 	if [ -d "$WORK" ]; then
@@ -155,9 +159,14 @@ start_scrapers() {
 	local tag=$1 niceness=$2 p
 	for p in $(seq 1 "$SCRAPERS_PROCS"); do
 		(
+			# stopped, it stops its curl too: a curl left running would
+			# spill into the next phase
+			trap 'kill "$cpid" 2>/dev/null; wait "$cpid" 2>/dev/null; exit 0' TERM
 			while :; do
 				nice -n "$niceness" curl -s --no-progress-meter -Z --parallel-max "$SCRAPERS_EACH" \
-					--interface "127.0.0.$((10 + p))" -K "$WORK/scrape.cfg" -w '%{http_code}\n' || true
+					--interface "127.0.0.$((10 + p))" -K "$WORK/scrape.cfg" -w '%{http_code}\n' &
+				cpid=$!
+				wait "$cpid" || true
 			done >"$WORK/out/scrapes-$tag-$p.txt" 2>/dev/null
 		) &
 		SCRAPER_PIDS+=($!)
@@ -174,7 +183,7 @@ run_phase() {
 }
 
 chown -R "$BENCH_USER:" "$WORK/out"
-PHASES=(quiet hammered niced)
+PHASES=(quiet hammered niced frozen)
 declare -A LAUNCHER_CPU SCRAPES
 log "$ROUNDS rounds of ${PHASE_S} s per phase, $CLIENTS pgbench clients, $SCRAPERS scrapers"
 for round in $(seq 1 "$ROUNDS"); do
@@ -185,16 +194,20 @@ for round in $(seq 1 "$ROUNDS"); do
 		niced)
 			renice -n 19 -p "$LAUNCHER_PID" >/dev/null
 			start_scrapers "$phase-$round" 19 ;;
+		frozen)
+			kill -STOP "$LAUNCHER_PID"
+			start_scrapers "$phase-$round" 0 ;;
 		esac
 		[ "$phase" != quiet ] && sleep 1    # the scrapers at full speed before the calls are timed
 		run_phase "$phase" "$round"
 		stop_scrapers
 		[ "$phase" = niced ] && renice -n 0 -p "$LAUNCHER_PID" >/dev/null
+		[ "$phase" = frozen ] && kill -CONT "$LAUNCHER_PID"
 		LAUNCHER_CPU[$phase]=$(( ${LAUNCHER_CPU[$phase]:-0} + $(cpu_ticks "$LAUNCHER_PID") - before ))
 		log "round $round: $phase done"
 	done
 done
-for phase in hammered niced; do
+for phase in hammered niced frozen; do
 	SCRAPES[$phase]=$(cat "$WORK/out"/scrapes-"$phase"-*.txt | grep -c '^200$' || true)
 done
 
@@ -241,7 +254,9 @@ $(psql_b -c 'SELECT version()' | sed 's/ on x86_64.*//'), loopback; load average
   back to back, keep-alive, no pause.  The endpoint serves 32 connections at
   once and 8 per address: the rest wait to be accepted.
 - Hammered, niced: the same scrapers, with them and the launcher at nice 19.
-- $ROUNDS rounds, each the three phases in turn, ${PHASE_S} s each ($phase_s s per
+- Launcher frozen: the launcher stopped (SIGSTOP) while the same scrapers
+  knock; they wait, unanswered, and are answered after SIGCONT.
+- $ROUNDS rounds, each the four phases in turn, ${PHASE_S} s each ($phase_s s per
   phase in all); the statistics are over every call of all rounds.
 
 | phase | calls | mean ms | p50 ms | p95 ms | p99 ms | max ms |
@@ -249,12 +264,14 @@ $(psql_b -c 'SELECT version()' | sed 's/ on x86_64.*//'), loopback; load average
 $(row quiet quiet)
 $(row hammered hammered)
 $(row "hammered, niced" niced)
+$(row "launcher frozen" frozen)
 
 | phase | scrapes served | per second | the launcher's CPU |
 |---|---:|---:|---:|
 | quiet | 0 | 0 | $(cpu_s quiet) s |
 | hammered | ${SCRAPES[hammered]} | $((SCRAPES[hammered] / phase_s)) | $(cpu_s hammered) s |
 | hammered, niced | ${SCRAPES[niced]} | $((SCRAPES[niced] / phase_s)) | $(cpu_s niced) s |
+| launcher frozen | ${SCRAPES[frozen]} | $((SCRAPES[frozen] / phase_s)) | $(cpu_s frozen) s |
 
 Failed calls: $failed (pgbench), errors reported: $errors.
 EOF

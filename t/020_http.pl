@@ -389,6 +389,25 @@ SKIP:
 	$prom->finish;
 }
 
+# --- a stuck launcher stalls no pooled call --------------------------------
+# The launcher stopped (as one stuck on a client would be): pooled calls
+# go on, an HTTP client waits, and is answered once the launcher runs.
+{
+	my $launcher = $local->safe_psql('postgres', 'SELECT launcher_pid FROM netrun_pool.worker_status()');
+	ok($launcher > 0, 'the launcher\'s pid');
+	kill 'STOP', $launcher;
+	my $waiting = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $http_port,
+		Proto => 'tcp') or die "could not connect: $!";
+	print $waiting "GET /alive HTTP/1.0\r\n\r\n";
+	$waiting->flush;
+	my $sum = $local->safe_psql('postgres',
+		"SELECT sum(netrun_pool.fetchval(CASE WHEN i % 2 = 0 THEN 'r' ELSE 'other' END, 'SELECT ' || i)::int) FROM generate_series(1, 200) i");
+	kill 'CONT', $launcher;
+	is($sum, '20100', 'with the launcher stopped, 200 pooled calls ran');
+	($got, $closed) = read_until_closed($waiting, $timeout);
+	like($got, qr{^HTTP/1\.[01] 200 }, 'and the HTTP client that waited meanwhile is answered once it runs again');
+}
+
 # --- no secret in any body -------------------------------------------------
 ok(scalar(@bodies) > 50, 'bodies collected: ' . scalar(@bodies));
 is(scalar(grep { index($_, $password) >= 0 } @bodies), 0, 'no body holds the registered password');
