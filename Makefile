@@ -9,7 +9,7 @@ PGFILEDESC   = "netrun_pool - shared pool of remote PostgreSQL connections"
 PG_CONFIG   ?= pg_config
 PG_CPPFLAGS  = -I$(srcdir)/src -I$(libpq_srcdir)
 SHLIB_LINK_INTERNAL = $(libpq)
-SHLIB_LINK   = -lcrypto -lcares
+SHLIB_LINK   = -lcrypto -lcares -lmicrohttpd
 # Warning-free is a rule, not a wish.  ASSERT=1 turns on our Asserts (and
 # those of inline server functions) against a non-assert server build.
 PG_CFLAGS   += -Wall -Wextra -Werror -Wno-unused-parameter

@@ -14,7 +14,7 @@ require_root() {
 # machine that has them never touches the network.
 ensure_packages() {
 	local want=(postgresql-$PG_MAJOR postgresql-contrib postgresql-server-dev-$PG_MAJOR
-		libpq-dev libc-ares-dev libipc-run-perl make gcc procps openssl "$@")
+		libpq-dev libc-ares-dev libmicrohttpd-dev libipc-run-perl make gcc procps openssl "$@")
 	local missing=()
 	local p
 	for p in "${want[@]}"; do

@@ -20,7 +20,7 @@ require_root
 TEST_USER=netrun_test
 SUITES=${SUITES:-regress isolation tap bench}
 
-ensure_packages sqlsmith pgbouncer strace
+ensure_packages sqlsmith pgbouncer strace prometheus curl
 ensure_user "$TEST_USER"
 
 start_run netrun_pool_test "$TEST_USER"

@@ -14,6 +14,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "http.h"
 #include "netrun_pool.h"
 #include "resolve.h"
 #include "tenant.h"
@@ -113,7 +114,36 @@ netrun_define_gucs(void)
 								PGC_POSTMASTER,
 								0,
 								NULL, NULL, NULL);
+
+		/* The HTTP endpoint the launcher serves (http.c). */
+		DefineCustomStringVariable("netrun_pool.http_listen",
+								   "Address and port of the HTTP endpoint for metrics and probes, such as 127.0.0.1:9187; empty: off.",
+								   NULL,
+								   &netrun_http_listen,
+								   "",
+								   PGC_POSTMASTER,
+								   0,
+								   http_listen_check_hook, NULL, NULL);
 	}
+
+	DefineCustomStringVariable("netrun_pool.http_allow",
+							   "Client addresses and CIDR blocks the HTTP endpoint answers, separated by commas.",
+							   "Connections from anywhere else are closed at once.",
+							   &netrun_http_allow,
+							   "127.0.0.0/8, ::1/128",
+							   PGC_SIGHUP,
+							   0,
+							   http_allow_check_hook, http_allow_assign_hook, NULL);
+
+	/* Superuser-only, as the other key files. */
+	DefineCustomStringVariable("netrun_pool.http_token_file",
+							   "File holding the bearer token the HTTP endpoint requires; empty: no token.",
+							   "At least 32 bytes, readable only by the server's user.",
+							   &netrun_http_token_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
 
 	/* Superuser-only: even the file's name is not for everyone. */
 	DefineCustomStringVariable("netrun_pool.secret_key_file",

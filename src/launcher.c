@@ -13,6 +13,11 @@
  * and registers the pool worker as a dynamic worker when the database is
  * there.  This is the pattern of PostgreSQL's logical replication launcher.
  *
+ * The launcher also serves the HTTP endpoint (netrun_pool.http_listen,
+ * http.c): it is the one process of ours that no pooled call waits for,
+ * so scrapes and probes cannot delay a call.  Its event loop waits on the
+ * latch and on the endpoint's descriptor together.
+ *
  * The launcher never touches remote connections, pools or the registry.
  *
  *-------------------------------------------------------------------------
@@ -33,8 +38,10 @@
 #include "tcop/tcopprot.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "http.h"
 #include "netrun_pool.h"
 
 /* How often to look for a missing database, and the worker restart backoff. */
@@ -153,8 +160,10 @@ netrun_launcher_main(Datum main_arg)
 	BackgroundWorkerHandle *handle = NULL;
 	TimestampTz started_at = 0;
 	TimestampTz restart_at = 0;
+	TimestampTz database_check_at = 0;
 	int			backoff_ms = 0;
 	bool		told_waiting = false;
+	WaitEventSet *wait_set;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -168,11 +177,21 @@ netrun_launcher_main(Datum main_arg)
 	SpinLockRelease(&netrun_shared->mutex);
 	on_shmem_exit(launcher_detach_shmem, (Datum) 0);
 
+	/* The latch, the postmaster, and the HTTP endpoint if it is on. */
+	http_start();
+	wait_set = CreateWaitEventSet(TopMemoryContext, 3);
+	AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	if (http_socket() >= 0)
+		AddWaitEventToSet(wait_set, WL_SOCKET_READABLE, http_socket(), NULL, NULL);
+
 	for (;;)
 	{
 		long		timeout_ms = -1;
+		long		http_ms;
 		TimestampTz now;
 		pid_t		pid;
+		WaitEvent	event;
 
 		CHECK_FOR_INTERRUPTS();
 
@@ -180,6 +199,7 @@ netrun_launcher_main(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			http_reload();
 		}
 
 		now = GetCurrentTimestamp();
@@ -216,6 +236,9 @@ netrun_launcher_main(Datum main_arg)
 				timeout_ms = LAUNCHER_POLL_MS;
 			else if (now < restart_at)
 				timeout_ms = Max(1, (long) ((restart_at - now) / 1000));
+			else if (now < database_check_at)
+				/* HTTP requests wake us more often than the catalog needs a look */
+				timeout_ms = Max(1, (long) ((database_check_at - now) / 1000));
 			else if (!launcher_database_ready(netrun_database))
 			{
 				if (!told_waiting)
@@ -226,6 +249,7 @@ netrun_launcher_main(Datum main_arg)
 				told_waiting = true;
 				netrun_set_state(NETRUN_STATE_WAITING_FOR_DATABASE);
 				timeout_ms = LAUNCHER_POLL_MS;
+				database_check_at = TimestampTzPlusMilliseconds(now, LAUNCHER_POLL_MS);
 			}
 			else
 			{
@@ -241,10 +265,15 @@ netrun_launcher_main(Datum main_arg)
 			}
 		}
 
-		(void) WaitLatch(MyLatch,
-						 WL_LATCH_SET | WL_EXIT_ON_PM_DEATH |
-						 (timeout_ms >= 0 ? WL_TIMEOUT : 0),
-						 timeout_ms, PG_WAIT_EXTENSION);
+		/* libmicrohttpd's own deadlines (timeouts, pending work) bound the wait */
+		http_ms = http_timeout_ms();
+		if (http_ms >= 0 && (timeout_ms < 0 || http_ms < timeout_ms))
+			timeout_ms = http_ms;
+
+		(void) WaitEventSetWait(wait_set, timeout_ms, &event, 1, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
+
+		/* Whatever woke us, MHD_run() takes what is ready and never waits. */
+		http_serve();
 	}
 }

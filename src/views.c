@@ -12,6 +12,12 @@
  * after releasing them.  Nothing here shows a secret: the registry's
  * conninfo and password never reach shared memory.
  *
+ * The texts of health_check(), ready() and prometheus() are rendered by
+ * the views_* functions of views.h from shared memory alone, with no
+ * catalog access, so that the HTTP endpoint (http.c), served by the
+ * launcher without a database, renders exactly the same; only the choice
+ * of rows (by role, after a wait for the registry) is the SQL side's.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -32,6 +38,7 @@
 #include "netrun_pool.h"
 #include "route.h"
 #include "stats.h"
+#include "views.h"
 
 PG_FUNCTION_INFO_V1(netrun_pool_stats);
 PG_FUNCTION_INFO_V1(netrun_health);
@@ -42,13 +49,6 @@ PG_FUNCTION_INFO_V1(netrun_alive);
 PG_FUNCTION_INFO_V1(netrun_reset_stats);
 PG_FUNCTION_INFO_V1(netrun_prometheus);
 
-/* One connection as a view sees it. */
-typedef struct ViewRow
-{
-	NetrunPoolSlot slot;
-	NetrunPoolStats stats;
-} ViewRow;
-
 static bool
 view_may_see(const NetrunPoolSlot *slot, bool see_all)
 {
@@ -58,6 +58,44 @@ view_may_see(const NetrunPoolSlot *slot, bool see_all)
 		if (has_privs_of_role(GetUserId(), slot->grantees[i]))
 			return true;
 	return false;
+}
+
+/*
+ * The slots "match" takes ("name" is ignored for VIEWS_MATCH_ALL), in name
+ * order, with their stats: shared memory only, for every caller.
+ */
+ViewRow *
+views_collect(const char *name, ViewsMatch match, int *nrows)
+{
+	ViewRow    *rows;
+	int			n = 0;
+
+	netrun_require_shared();
+	rows = palloc(sizeof(ViewRow) * Max(netrun_shared->max_pools, 1));
+
+	LWLockAcquire(netrun_shared->lock, LW_SHARED);
+	for (int i = 0; i < netrun_shared->npools; i++)
+	{
+		NetrunPoolSlot *slot = &netrun_shared->pools[i];
+
+		if (match != VIEWS_MATCH_ALL)
+		{
+			bool		by_name = match != VIEWS_MATCH_CLUSTER &&
+				strcmp(slot->name, name) == 0;
+			bool		by_cluster = match != VIEWS_MATCH_NAME &&
+				slot->cluster[0] && strcmp(slot->cluster, name) == 0;
+
+			if (!by_name && !by_cluster)
+				continue;
+		}
+		rows[n++].slot = *slot;
+	}
+	LWLockRelease(netrun_shared->lock);
+
+	for (int i = 0; i < n; i++)
+		stats_copy(rows[i].slot.stats_index, &rows[i].stats);
+	*nrows = n;
+	return rows;
 }
 
 /*
@@ -76,35 +114,22 @@ views_snapshot(const char *name, int *nrows)
 
 	netrun_require_shared();
 	see_all = superuser() || has_privs_of_role(GetUserId(), ROLE_PG_MONITOR);
-	rows = palloc(sizeof(ViewRow) * Max(netrun_shared->max_pools, 1));
 
 	/* read your writes, as calls do (route.c) */
 	committed = pg_atomic_read_u64(&netrun_shared->registry_generation);
 	if (netrun_registry_loaded_generation() < committed)
 		(void) netrun_registry_wait_loaded(committed);
 
-	LWLockAcquire(netrun_shared->lock, LW_SHARED);
-	for (int i = 0; i < netrun_shared->npools; i++)
-	{
-		NetrunPoolSlot *slot = &netrun_shared->pools[i];
-
-		if (name && strcmp(slot->name, name) != 0 &&
-			!(slot->cluster[0] && strcmp(slot->cluster, name) == 0))
-			continue;
-		rows[n++].slot = *slot;
-	}
-	LWLockRelease(netrun_shared->lock);
+	rows = views_collect(name, name ? VIEWS_MATCH_NAME_OR_CLUSTER : VIEWS_MATCH_ALL,
+						 &matched);
 
 	/* role membership may read the catalog: only after the lock */
-	matched = n;
-	n = 0;
 	for (int i = 0; i < matched; i++)
 	{
 		if (!view_may_see(&rows[i].slot, see_all))
 			continue;
 		if (n != i)
-			rows[n].slot = rows[i].slot;
-		stats_copy(rows[n].slot.stats_index, &rows[n].stats);
+			rows[n] = rows[i];
 		n++;
 	}
 	if (name && matched == 0)
@@ -443,6 +468,44 @@ now_iso(void)
 											   TimestampTzGetDatum(GetCurrentTimestamp())));
 }
 
+/*
+ * health_check()'s JSON for "rows": one connection's own object when
+ * "single", else the summary form with every row under "connections".
+ */
+void
+views_render_health_check(StringInfo buf, const ViewRow *rows, int n, bool single)
+{
+	char	   *now = now_iso();
+
+	if (single)
+	{
+		Assert(n == 1);
+		json_row(buf, &rows[0], now);
+	}
+	else
+	{
+		const char *overall = overall_status(rows, n);
+
+		appendStringInfoChar(buf, '{');
+		json_str(buf, "status", overall);
+		json_bool(buf, "healthy", strcmp(overall, "healthy") == 0 ||
+				  strcmp(overall, "degraded") == 0);
+		json_str(buf, "timestamp", now);
+		json_key(buf, "connections");
+		appendStringInfoChar(buf, '{');
+		for (int i = 0; i < n; i++)
+		{
+			if (i > 0)
+				appendStringInfoChar(buf, ',');
+			escape_json(buf, rows[i].slot.name);
+			appendStringInfoChar(buf, ':');
+			json_row(buf, &rows[i], now);
+		}
+		appendStringInfoString(buf, "}}");
+	}
+	pfree(now);
+}
+
 Datum
 netrun_health_check(PG_FUNCTION_ARGS)
 {
@@ -450,38 +513,13 @@ netrun_health_check(PG_FUNCTION_ARGS)
 	ViewRow    *rows;
 	int			n;
 	StringInfoData buf;
-	char	   *now;
-	bool		single;
 
 	rows = views_snapshot(name, &n);
-	now = now_iso();
 	initStringInfo(&buf);
 
 	/* a connection's own object; a cluster or everything: the summary form */
-	single = name != NULL && n == 1 && strcmp(rows[0].slot.name, name) == 0;
-	if (single)
-		json_row(&buf, &rows[0], now);
-	else
-	{
-		const char *overall = overall_status(rows, n);
-
-		appendStringInfoChar(&buf, '{');
-		json_str(&buf, "status", overall);
-		json_bool(&buf, "healthy", strcmp(overall, "healthy") == 0 ||
-				  strcmp(overall, "degraded") == 0);
-		json_str(&buf, "timestamp", now);
-		json_key(&buf, "connections");
-		appendStringInfoChar(&buf, '{');
-		for (int i = 0; i < n; i++)
-		{
-			if (i > 0)
-				appendStringInfoChar(&buf, ',');
-			escape_json(&buf, rows[i].slot.name);
-			appendStringInfoChar(&buf, ':');
-			json_row(&buf, &rows[i], now);
-		}
-		appendStringInfoString(&buf, "}}");
-	}
+	views_render_health_check(&buf, rows, n,
+							  name != NULL && n == 1 && strcmp(rows[0].slot.name, name) == 0);
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }
 
@@ -518,8 +556,8 @@ netrun_tenant_guard_status(PG_FUNCTION_ARGS)
  * ---------------------------------------------------------------------
  */
 
-static bool
-worker_running(void)
+bool
+views_worker_running(void)
 {
 	bool		running;
 
@@ -537,41 +575,66 @@ netrun_alive(PG_FUNCTION_ARGS)
 {
 	if (netrun_shared == NULL)
 		PG_RETURN_BOOL(false);
-	PG_RETURN_BOOL(worker_running());
+	PG_RETURN_BOOL(views_worker_running());
 }
 
 /*
- * Ready: the worker serves, and every enabled connection in scope has
- * answered its last probe (healthy or degraded, circuit closed).  For a
- * cluster name: a member can take writes.
+ * Ready: the worker serves, and the rows in scope have answered their last
+ * probe (healthy or degraded, circuit closed): see ViewsReadyScope.
  */
+bool
+views_ready(const ViewRow *rows, int n, ViewsReadyScope scope)
+{
+	bool		any = false;
+
+	if (!views_worker_running())
+		return false;
+
+	for (int i = 0; i < n; i++)
+	{
+		const ViewRow *r = &rows[i];
+
+		switch (scope)
+		{
+			case VIEWS_READY_CLUSTER_PRIMARY:
+				if (row_healthy(r) && strcmp(row_role(r), "primary") == 0)
+					return true;
+				break;
+			case VIEWS_READY_ENABLED:
+			case VIEWS_READY_CLUSTER_MEMBERS:
+				if (!r->slot.enabled)
+					break;
+				any = true;
+				if (!row_healthy(r))
+					return false;
+				break;
+			case VIEWS_READY_EVERY:
+				if (!row_healthy(r))
+					return false;
+				break;
+		}
+	}
+	if (scope == VIEWS_READY_CLUSTER_PRIMARY)
+		return false;
+	if (scope == VIEWS_READY_CLUSTER_MEMBERS)
+		return any;
+	return true;
+}
+
+/* For a cluster name: a member can take writes. */
 Datum
 netrun_ready(PG_FUNCTION_ARGS)
 {
 	char	   *name = optional_arg(fcinfo, 0);
 	ViewRow    *rows;
 	int			n;
-	bool		ready;
-	bool		cluster;
+	ViewsReadyScope scope = VIEWS_READY_ENABLED;
 
 	rows = views_snapshot(name, &n);
-	if (!worker_running())
-		PG_RETURN_BOOL(false);
-
-	cluster = name != NULL && !(n == 1 && strcmp(rows[0].slot.name, name) == 0);
-	if (cluster)
-	{
-		ready = false;
-		for (int i = 0; i < n; i++)
-			if (row_healthy(&rows[i]) && strcmp(row_role(&rows[i]), "primary") == 0)
-				ready = true;
-		PG_RETURN_BOOL(ready);
-	}
-	ready = true;
-	for (int i = 0; i < n; i++)
-		if ((rows[i].slot.enabled || name != NULL) && !row_healthy(&rows[i]))
-			ready = false;
-	PG_RETURN_BOOL(ready);
+	if (name != NULL)
+		scope = n == 1 && strcmp(rows[0].slot.name, name) == 0 ?
+			VIEWS_READY_EVERY : VIEWS_READY_CLUSTER_PRIMARY;
+	PG_RETURN_BOOL(views_ready(rows, n, scope));
 }
 
 /* ---------------------------------------------------------------------
@@ -767,6 +830,52 @@ prom_summary(StringInfo buf, const ViewRow *rows, int n, const char *family,
 	}
 }
 
+/* The whole exposition of "rows", with netrun_pool_up first. */
+void
+views_render_prometheus(StringInfo buf, const ViewRow *rows, int n)
+{
+	appendStringInfoString(buf,
+						   "# HELP netrun_pool_up 1 if the netrun_pool worker is running.\n"
+						   "# TYPE netrun_pool_up gauge\n");
+	appendStringInfo(buf, "netrun_pool_up %d\n", views_worker_running() ? 1 : 0);
+
+	for (int f = 0; f < (int) lengthof(prom_families); f++)
+	{
+		const PromFamily *fam = &prom_families[f];
+
+		appendStringInfo(buf, "# HELP %s %s\n# TYPE %s %s\n",
+						 fam->name, fam->help, fam->name, fam->type);
+		for (int i = 0; i < n; i++)
+		{
+			double		value = 0;
+
+			if (!prom_value(&rows[i], fam->value, &value))
+				continue;
+			appendStringInfoString(buf, fam->name);
+			prom_labels(buf, &rows[i], NULL);
+			appendStringInfo(buf, " %.9g\n", value);
+		}
+	}
+
+	appendStringInfoString(buf, "# HELP netrun_pool_health_status The connection's health state (1 for the current one).\n"
+						   "# TYPE netrun_pool_health_status gauge\n");
+	for (int i = 0; i < n; i++)
+		for (int s = HEALTH_UNKNOWN; s <= HEALTH_UNHEALTHY; s++)
+		{
+			char		label[32];
+
+			snprintf(label, sizeof(label), "status=\"%s\"", stats_status_name(s));
+			appendStringInfoString(buf, "netrun_pool_health_status");
+			prom_labels(buf, &rows[i], label);
+			appendStringInfo(buf, " %d\n", row_status(&rows[i]) == s ? 1 : 0);
+		}
+
+	prom_summary(buf, rows, n, "netrun_pool_acquire_wait_seconds",
+				 "Time from a call's arrival at the worker to its connection.", true);
+	prom_summary(buf, rows, n, "netrun_pool_query_duration_seconds",
+				 "Time from a call's connection to its end.", false);
+}
+
 Datum
 netrun_prometheus(PG_FUNCTION_ARGS)
 {
@@ -776,47 +885,6 @@ netrun_prometheus(PG_FUNCTION_ARGS)
 
 	rows = views_snapshot(NULL, &n);
 	initStringInfo(&buf);
-
-	appendStringInfoString(&buf,
-						   "# HELP netrun_pool_up 1 if the netrun_pool worker is running.\n"
-						   "# TYPE netrun_pool_up gauge\n");
-	appendStringInfo(&buf, "netrun_pool_up %d\n", worker_running() ? 1 : 0);
-
-	for (int f = 0; f < (int) lengthof(prom_families); f++)
-	{
-		const PromFamily *fam = &prom_families[f];
-
-		appendStringInfo(&buf, "# HELP %s %s\n# TYPE %s %s\n",
-						 fam->name, fam->help, fam->name, fam->type);
-		for (int i = 0; i < n; i++)
-		{
-			double		value = 0;
-
-			if (!prom_value(&rows[i], fam->value, &value))
-				continue;
-			appendStringInfoString(&buf, fam->name);
-			prom_labels(&buf, &rows[i], NULL);
-			appendStringInfo(&buf, " %.9g\n", value);
-		}
-	}
-
-	appendStringInfoString(&buf, "# HELP netrun_pool_health_status The connection's health state (1 for the current one).\n"
-						   "# TYPE netrun_pool_health_status gauge\n");
-	for (int i = 0; i < n; i++)
-		for (int s = HEALTH_UNKNOWN; s <= HEALTH_UNHEALTHY; s++)
-		{
-			char		label[32];
-
-			snprintf(label, sizeof(label), "status=\"%s\"", stats_status_name(s));
-			appendStringInfoString(&buf, "netrun_pool_health_status");
-			prom_labels(&buf, &rows[i], label);
-			appendStringInfo(&buf, " %d\n", row_status(&rows[i]) == s ? 1 : 0);
-		}
-
-	prom_summary(&buf, rows, n, "netrun_pool_acquire_wait_seconds",
-				 "Time from a call's arrival at the worker to its connection.", true);
-	prom_summary(&buf, rows, n, "netrun_pool_query_duration_seconds",
-				 "Time from a call's connection to its end.", false);
-
+	views_render_prometheus(&buf, rows, n);
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
 }

@@ -42,6 +42,7 @@
 #   /etc/postgresql/                          a folder of the test's
 #   host=10.0.0.5 port=5432, 10.0.0.5:5432    the remote's address and port
 #   (10.0.0.6 likewise, as a second address of the same remote)
+#   127.0.0.1:9187                            local's HTTP endpoint, on a free port
 use strict;
 use warnings;
 
@@ -360,6 +361,8 @@ sub node_named
 	return $node{$name};
 }
 
+my $http_port = PostgreSQL::Test::Cluster::get_free_port();
+
 sub substitute
 {
 	my ($text) = @_;
@@ -373,6 +376,7 @@ sub substitute
 	$text =~ s{/etc/postgresql/}{$etc/}g;
 	$text =~ s{host=10\.0\.0\.[56] port=5432\b}{host=127.0.0.1 port=$rport}g;
 	$text =~ s{\b10\.0\.0\.[56]:5432\b}{127.0.0.1:$rport}g;
+	$text =~ s{\b127\.0\.0\.1:9187\b}{127.0.0.1:$http_port}g;
 	return $text;
 }
 
@@ -406,7 +410,7 @@ for my $b (map { @{ $blocks{$_} } } @docs)
 	}
 
 	my $text = substitute($b->{text});
-	if ($text =~ m{(10\.0\.0\.\d+|/etc/postgresql|pg_ctlcluster|sudo )})
+	if ($text =~ m{(10\.0\.0\.\d+|/etc/postgresql|pg_ctlcluster|sudo |:9187\b)})
 	{
 		fail("$where: a place the test does not substitute: $1");
 		$previous = undef;
