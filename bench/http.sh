@@ -2,7 +2,7 @@
 # bench/http.sh: does hammering the HTTP endpoint (netrun_pool.http_listen)
 # delay pooled calls?
 #
-#   bash bench/http.sh             # as root: 5 rounds of 10 s per phase (about 2 minutes)
+#   bash bench/http.sh             # as root: 5 rounds of 10 s per phase (about 5 minutes)
 #   QUICK=1 bash bench/http.sh     # 2 rounds of 3 s (under a minute)
 #
 # The issue's contract: "a slow scraper or a flood of connections must
@@ -15,11 +15,15 @@
 # $NETRUN_HTTP_BENCH_DIR (default /var/tmp/netrun_pool_http_bench), with the
 # endpoint on a free loopback port, and registers 8 connections to the
 # server itself over TCP (pool_max 4), so /metrics has 8 pools' series to
-# render.  Each round runs three phases of the same pgbench load, in
-# turns: "quiet" (nothing touches the endpoint), "hammered" (50 scrapers:
-# 10 curl processes, each from its own loopback address, each with 5
-# transfers in flight, fetching /metrics back to back without a pause),
-# and "hammered, niced" (the same, with the scrapers and the launcher at
+# render.  Each round runs five phases of the same pgbench load, in
+# turns: "quiet" (nothing touches the endpoint), "realistic rate" (50
+# scrapers, 5 from each of 10 loopback addresses, each a curl with one
+# keep-alive connection fetching /metrics once a second, their starts
+# spread over the first second: 50 scrapes a second asked for, still
+# about 750 times a Prometheus scraping every 15 s), "hammered" (50
+# scrapers: 10 curl processes, each from its own loopback address, each
+# with 5 transfers in flight, fetching /metrics back to back without a
+# pause), "hammered, niced" (the same, with the scrapers and the launcher at
 # nice 19 for the phase: they then take only the CPU the calls leave, so
 # what delay remains is not CPU but waiting), and "launcher frozen" (the
 # launcher stopped with SIGSTOP, as a launcher stuck on a client would be,
@@ -30,13 +34,17 @@
 #
 # Results: bench/results/<date>-http.md (<date>-http-quick.md in quick
 # mode): latency mean and percentiles per phase, the ratios to quiet, the
-# scrapes served, and the launcher's CPU.  No target is asserted.
+# scrapes served and their rate (over the time the scrapers ran), at the
+# realistic rate how many scrapes each scraper got (the endpoint serves 32
+# connections at once: the rest wait), and the launcher's CPU.  No target
+# is asserted.
 #
 # It takes /tmp/netrun_pool.lock, as scripts/test.sh does: installing the
 # extension would swap the library under a running test suite.
 #
 # Environment: QUICK=1; ROUNDS, SECONDS_PER_PHASE, CLIENTS, SCRAPERS_PROCS,
-# SCRAPERS_EACH to override; KEEP=1 keeps the work dir.
+# SCRAPERS_EACH, SCRAPE_RATE (the realistic phase's, per scraper, as curl's
+# --rate takes it: 1/s) to override; KEEP=1 keeps the work dir.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/scripts/common.sh"
@@ -59,6 +67,7 @@ CLIENTS=${CLIENTS:-4}
 SCRAPERS_PROCS=${SCRAPERS_PROCS:-10}
 SCRAPERS_EACH=${SCRAPERS_EACH:-5}
 SCRAPERS=$((SCRAPERS_PROCS * SCRAPERS_EACH))
+SCRAPE_RATE=${SCRAPE_RATE:-1/s}
 
 log() { printf '[%4ds] %s\n' $((SECONDS - T0)) "$*" >&2; }
 
@@ -147,7 +156,10 @@ echo "SELECT netrun_pool.fetchval('p1', 'SELECT 1');" >"$WORK/call.sql"
 chmod 644 "$WORK/call.sql"
 
 # One curl config per scraper process: /metrics many times over, each body
-# dropped; curl reports each status code, which counts the scrapes.
+# dropped; curl reports each status code, which counts the scrapes.  Its
+# output line-buffered (stdbuf -oL): a curl stopped at the end of a phase
+# would otherwise lose what it had not yet flushed (a 4 kB buffer: about
+# 1,000 scrapes).
 for i in $(seq 1 2000); do
 	echo "url = \"http://127.0.0.1:$HTTP_PORT/metrics\""
 	echo 'output = "/dev/null"'
@@ -163,13 +175,38 @@ start_scrapers() {
 			# spill into the next phase
 			trap 'kill "$cpid" 2>/dev/null; wait "$cpid" 2>/dev/null; exit 0' TERM
 			while :; do
-				nice -n "$niceness" curl -s --no-progress-meter -Z --parallel-max "$SCRAPERS_EACH" \
+				nice -n "$niceness" stdbuf -oL curl -s --no-progress-meter -Z --parallel-max "$SCRAPERS_EACH" \
 					--interface "127.0.0.$((10 + p))" -K "$WORK/scrape.cfg" -w '%{http_code}\n' &
 				cpid=$!
 				wait "$cpid" || true
 			done >"$WORK/out/scrapes-$tag-$p.txt" 2>/dev/null
 		) &
 		SCRAPER_PIDS+=($!)
+	done
+}
+
+# The realistic rate: each of the 50 scrapers its own curl, one transfer at
+# a time (curl's --rate does nothing with -Z), so one keep-alive connection
+# each, 5 per address as above; scraper k starts k/50 of a second in, as
+# Prometheus spreads its targets over the interval.
+start_paced_scrapers() {
+	local tag=$1 p j k=0
+	for p in $(seq 1 "$SCRAPERS_PROCS"); do
+		for j in $(seq 1 "$SCRAPERS_EACH"); do
+			(
+				trap 'kill "$cpid" 2>/dev/null; wait "$cpid" 2>/dev/null; exit 0' TERM
+				sleep "$(awk -v k="$k" -v n="$SCRAPERS" 'BEGIN { printf "%.3f", k / n }')" & cpid=$!
+				wait "$cpid"
+				while :; do
+					stdbuf -oL curl -s --no-progress-meter --rate "$SCRAPE_RATE" \
+						--interface "127.0.0.$((10 + p))" -K "$WORK/scrape.cfg" -w '%{http_code}\n' &
+					cpid=$!
+					wait "$cpid" || true
+				done >"$WORK/out/scrapes-$tag-$p-$j.txt" 2>/dev/null
+			) &
+			SCRAPER_PIDS+=($!)
+			k=$((k + 1))
+		done
 	done
 }
 
@@ -183,13 +220,15 @@ run_phase() {
 }
 
 chown -R "$BENCH_USER:" "$WORK/out"
-PHASES=(quiet hammered niced frozen)
-declare -A LAUNCHER_CPU SCRAPES
+PHASES=(quiet realistic hammered niced frozen)
+declare -A LAUNCHER_CPU SCRAPES SCRAPE_MS
 log "$ROUNDS rounds of ${PHASE_S} s per phase, $CLIENTS pgbench clients, $SCRAPERS scrapers"
 for round in $(seq 1 "$ROUNDS"); do
 	for phase in "${PHASES[@]}"; do
 		before=$(cpu_ticks "$LAUNCHER_PID")
+		t_start=$(date +%s%3N)
 		case $phase in
+		realistic) start_paced_scrapers "$phase-$round" ;;
 		hammered) start_scrapers "$phase-$round" 0 ;;
 		niced)
 			renice -n 19 -p "$LAUNCHER_PID" >/dev/null
@@ -198,18 +237,24 @@ for round in $(seq 1 "$ROUNDS"); do
 			kill -STOP "$LAUNCHER_PID"
 			start_scrapers "$phase-$round" 0 ;;
 		esac
-		[ "$phase" != quiet ] && sleep 1    # the scrapers at full speed before the calls are timed
+		[ "$phase" != quiet ] && sleep 1    # the scrapers all started before the calls are timed
 		run_phase "$phase" "$round"
 		stop_scrapers
+		SCRAPE_MS[$phase]=$(( ${SCRAPE_MS[$phase]:-0} + $(date +%s%3N) - t_start ))
 		[ "$phase" = niced ] && renice -n 0 -p "$LAUNCHER_PID" >/dev/null
 		[ "$phase" = frozen ] && kill -CONT "$LAUNCHER_PID"
 		LAUNCHER_CPU[$phase]=$(( ${LAUNCHER_CPU[$phase]:-0} + $(cpu_ticks "$LAUNCHER_PID") - before ))
 		log "round $round: $phase done"
 	done
 done
-for phase in hammered niced frozen; do
+for phase in realistic hammered niced frozen; do
 	SCRAPES[$phase]=$(cat "$WORK/out"/scrapes-"$phase"-*.txt | grep -c '^200$' || true)
 done
+# The realistic phase's scrapes per scraper and round, as "scrapes xhow
+# many scrapers" (the endpoint serves 32 connections at once: the rest wait
+# to be accepted).
+SPREAD=$(for f in "$WORK/out"/scrapes-realistic-*.txt; do grep -c '^200$' "$f" || true; done |
+	sort -n | uniq -c | awk '{ printf "%s%s x%s", (NR > 1 ? ", " : ""), $2, $1 }')
 
 # The calls that failed: pgbench counts them; there must be none.
 failed=$(cat "$WORK/out"/*.pgbench | sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' | awk '{ s += $1 } END { print s + 0 }')
@@ -237,6 +282,7 @@ row() {
 }
 phase_s=$((ROUNDS * PHASE_S))
 tck=$(getconf CLK_TCK)
+per_s() { awk -v n="${SCRAPES[$1]}" -v ms="${SCRAPE_MS[$1]}" 'BEGIN { printf "%.0f", (ms > 0 ? n * 1000 / ms : 0) }'; }
 cpu_s() { awk -v t="${LAUNCHER_CPU[$1]}" -v k="$tck" 'BEGIN { printf "%.2f", t / k }'; }
 
 mkdir -p "$(dirname "$RESULT")"
@@ -249,6 +295,10 @@ $(psql_b -c 'SELECT version()' | sed 's/ on x86_64.*//'), loopback; load average
 - Calls: $CLIENTS pgbench clients, each calling \`netrun_pool.fetchval('p1', 'SELECT 1')\`
   back to back, through a pool of 4 connections to the server itself.
 - Endpoint: 8 registered connections, so \`/metrics\` is $METRICS_BYTES bytes.
+- Realistic rate: $SCRAPERS scrapers ($SCRAPERS_EACH from each of $SCRAPERS_PROCS loopback
+  addresses), each a curl with one keep-alive connection fetching \`/metrics\`
+  at \`--rate $SCRAPE_RATE\`, their starts spread over the first second.
+  Scrapes per scraper and round (scrapes xscrapers): $SPREAD.
 - Hammered: $SCRAPERS scrapers ($SCRAPERS_PROCS curl processes, each from its own
   loopback address with $SCRAPERS_EACH transfers in flight) fetching \`/metrics\`
   back to back, keep-alive, no pause.  The endpoint serves 32 connections at
@@ -256,22 +306,28 @@ $(psql_b -c 'SELECT version()' | sed 's/ on x86_64.*//'), loopback; load average
 - Hammered, niced: the same scrapers, with them and the launcher at nice 19.
 - Launcher frozen: the launcher stopped (SIGSTOP) while the same scrapers
   knock; they wait, unanswered, and are answered after SIGCONT.
-- $ROUNDS rounds, each the four phases in turn, ${PHASE_S} s each ($phase_s s per
+- $ROUNDS rounds, each the five phases in turn, ${PHASE_S} s each ($phase_s s per
   phase in all); the statistics are over every call of all rounds.
 
 | phase | calls | mean ms | p50 ms | p95 ms | p99 ms | max ms |
 |---|---:|---:|---:|---:|---:|---:|
 $(row quiet quiet)
+$(row "realistic rate" realistic)
 $(row hammered hammered)
 $(row "hammered, niced" niced)
 $(row "launcher frozen" frozen)
 
+The scrapes are counted from the scrapers' start (a second before the
+calls are timed) to their stop, and the rate is over that time; the
+launcher's CPU over the same.
+
 | phase | scrapes served | per second | the launcher's CPU |
 |---|---:|---:|---:|
 | quiet | 0 | 0 | $(cpu_s quiet) s |
-| hammered | ${SCRAPES[hammered]} | $((SCRAPES[hammered] / phase_s)) | $(cpu_s hammered) s |
-| hammered, niced | ${SCRAPES[niced]} | $((SCRAPES[niced] / phase_s)) | $(cpu_s niced) s |
-| launcher frozen | ${SCRAPES[frozen]} | $((SCRAPES[frozen] / phase_s)) | $(cpu_s frozen) s |
+| realistic rate | ${SCRAPES[realistic]} | $(per_s realistic) | $(cpu_s realistic) s |
+| hammered | ${SCRAPES[hammered]} | $(per_s hammered) | $(cpu_s hammered) s |
+| hammered, niced | ${SCRAPES[niced]} | $(per_s niced) | $(cpu_s niced) s |
+| launcher frozen | ${SCRAPES[frozen]} | $(per_s frozen) | $(cpu_s frozen) s |
 
 Failed calls: $failed (pgbench), errors reported: $errors.
 EOF
