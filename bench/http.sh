@@ -101,11 +101,7 @@ on_exit() {
 ensure_packages curl
 ensure_user "$BENCH_USER"
 
-exec 9>/tmp/netrun_pool.lock
-if ! flock -n 9; then
-	log "waiting for /tmp/netrun_pool.lock (a test or bench run holds it)"
-	flock 9
-fi
+take_bench_lock
 
 stop_server
 rm -rf "$WORK"
