@@ -801,14 +801,15 @@ pool_connect_hint(Pool *pool)
 /*
  * The remote answered a health probe: connects may start again at once
  * (a backoff grown during an outage must not delay the first calls after
- * it).
+ * it).  The last connect error stays until a connect succeeds: a probe's
+ * own connection can be up while new ones are refused (a remote at its
+ * max_connections), and a caller that times out must still hear why.
  */
 void
 pool_probe_succeeded(Pool *pool)
 {
 	pool->connect_failures = 0;
 	pool->next_connect_attempt = 0;
-	pool->last_connect_error[0] = '\0';
 	if (pool->nwaiting > 0)
 		pool_dispatch(pool);
 }
@@ -3726,6 +3727,9 @@ pool_check_one(Pool *pool, TimestampTz now)
 				detail = psprintf("%s Opening another connection failed %d times in a row; the last: %s.",
 								  detail, pool->connect_failures,
 								  pool->last_connect_error);
+			else if (pool->last_connect_error[0] != '\0')
+				detail = psprintf("%s Opening another connection failed the last time it was tried: %s.",
+								  detail, pool->last_connect_error);
 			request_fail(req, "53300",
 						 psprintf("timed out waiting for a connection from netrun_pool connection \"%s\"",
 								  pool->settings.name),
