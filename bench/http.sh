@@ -80,8 +80,7 @@ stop_scrapers() {
 	SCRAPER_PIDS=()
 }
 stop_server() {
-	[ -f "$WORK/data/postmaster.pid" ] &&
-		as_user "$BENCH_USER" pg_ctl -D "$WORK/data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+	stop_bench_servers "$BENCH_USER" "$WORK/data"
 }
 on_exit() {
 	local rc=$?
@@ -120,18 +119,10 @@ build_and_install "$WORK/src" "$BENCH_USER" -j"$(nproc)"
 
 PORT=$(next_port 27532 "$WORK/run")
 HTTP_PORT=$(next_port $((PORT + 1)) "$WORK/run")
-as_user "$BENCH_USER" initdb -D "$WORK/data" -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
-cat >>"$WORK/data/postgresql.conf" <<CONF
-port = $PORT
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$WORK/run'
-log_line_prefix = '%m [%p] %b '
-shared_preload_libraries = 'netrun_pool'
+init_bench_server "$BENCH_USER" "$WORK/data" "$PORT" "$WORK/run" "shared_preload_libraries = 'netrun_pool'
 netrun_pool.database = 'postgres'
 netrun_pool.http_listen = '127.0.0.1:$HTTP_PORT'
-max_connections = 100
-jit = off
-CONF
+max_connections = 100"
 as_user "$BENCH_USER" pg_ctl -D "$WORK/data" -l "$WORK/server.log" -w start >/dev/null
 psql_b() { as_user "$BENCH_USER" psql -X -q -At -h "$WORK/run" -p "$PORT" -d postgres "$@"; }
 

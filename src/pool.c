@@ -3534,8 +3534,13 @@ void
 pool_publish_gauges(void)
 {
 	/* each slot's pool by its stats entry, not by a search per slot */
-	Pool	  **by_stats = palloc0(sizeof(Pool *) * Max(netrun_shared->max_stats, 1));
+	static Pool **by_stats = NULL;
 	dlist_iter	pit;
+
+	if (by_stats == NULL)
+		by_stats = MemoryContextAlloc(pool_context,
+									  sizeof(Pool *) * Max(netrun_shared->max_stats, 1));
+	memset(by_stats, 0, sizeof(Pool *) * Max(netrun_shared->max_stats, 1));
 
 	dlist_foreach(pit, &all_pools)
 	{
@@ -3571,7 +3576,6 @@ pool_publish_gauges(void)
 		}
 	}
 	LWLockRelease(netrun_shared->lock);
-	pfree(by_stats);
 }
 
 /* Pools by their next deadline, earliest first (pool_wake). */

@@ -109,6 +109,29 @@ sock_state_cb(void *data, ares_socket_t fd, int readable, int writable)
 				 (writable ? WL_SOCKET_WRITEABLE : 0), true);
 }
 
+/* A c-ares channel reading /etc/resolv.conf, its sockets in our set. */
+static void
+channel_open(void)
+{
+	struct ares_options opts;
+	int			r;
+
+	memset(&opts, 0, sizeof(opts));
+	opts.sock_state_cb = sock_state_cb;
+	r = ares_init_options(&channel, &opts, ARES_OPT_SOCK_STATE_CB);
+	if (r != ARES_SUCCESS)
+		elog(ERROR, "netrun_pool worker could not start its resolver: %s",
+			 ares_strerror(r));
+	channel_ready = true;
+}
+
+/*
+ * netrun_pool.dns_servers changed: a fresh channel (an empty list reads
+ * /etc/resolv.conf afresh).  c-ares will not change the servers of a
+ * channel with queries out, so the old one is destroyed: its queries end
+ * with ARES_EDESTRUCTION and are asked again of the new servers
+ * (answer_cb).
+ */
 static void
 resolve_apply_servers(void)
 {
@@ -117,23 +140,14 @@ resolve_apply_servers(void)
 
 	if (servers_applied && strcmp(servers_applied, want) == 0)
 		return;
-	/* an empty list: back to /etc/resolv.conf, read afresh */
-	if (want[0] == '\0')
+	if (servers_applied != NULL)
 	{
-		if (servers_applied != NULL && servers_applied[0] != '\0')
-		{
-			struct ares_options opts;
-
-			ares_destroy(channel);
-			memset(&opts, 0, sizeof(opts));
-			opts.sock_state_cb = sock_state_cb;
-			r = ares_init_options(&channel, &opts, ARES_OPT_SOCK_STATE_CB);
-			if (r != ARES_SUCCESS)
-				elog(FATAL, "netrun_pool worker could not start its resolver: %s",
-					 ares_strerror(r));
-		}
+		channel_ready = false;
+		ares_destroy(channel);
+		channel_open();
 	}
-	else if ((r = ares_set_servers_ports_csv(channel, want)) != ARES_SUCCESS)
+	if (want[0] != '\0' &&
+		(r = ares_set_servers_ports_csv(channel, want)) != ARES_SUCCESS)
 		elog(WARNING, "netrun_pool worker could not use netrun_pool.dns_servers: %s",
 			 ares_strerror(r));
 	if (servers_applied)
@@ -144,7 +158,6 @@ resolve_apply_servers(void)
 static void
 resolve_init(void)
 {
-	struct ares_options opts;
 	HASHCTL		ctl;
 	int			r;
 
@@ -166,13 +179,7 @@ resolve_init(void)
 		names = hash_create("netrun_pool host names", 64, &ctl,
 							HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	}
-	memset(&opts, 0, sizeof(opts));
-	opts.sock_state_cb = sock_state_cb;
-	r = ares_init_options(&channel, &opts, ARES_OPT_SOCK_STATE_CB);
-	if (r != ARES_SUCCESS)
-		elog(ERROR, "netrun_pool worker could not start its resolver: %s",
-			 ares_strerror(r));
-	channel_ready = true;
+	channel_open();
 	servers_applied = NULL;
 	resolve_apply_servers();
 }

@@ -110,6 +110,18 @@ is($local->safe_psql('postgres',
 		"SELECT netrun_pool.fetchval('slowdns', 'SELECT host(inet_client_addr())')"),
 	'127.0.0.1', 'the remote sees the connection from the resolved address');
 
+# A caller whose acquire_timeout_ms passes while its pool's name is still
+# being asked (the DNS server answers this one after 5 s too) hears why.
+$local->safe_psql('postgres', qq{
+SELECT netrun_pool.register('slowname', 'host=later.netrun.test port=$rport dbname=postgres',
+       password_required => false, tenant_guard => 'off', acquire_timeout_ms => 1000);
+});
+my ($rc, $out, $err) = $local->psql('postgres',
+	"\\set VERBOSITY verbose\nSELECT netrun_pool.fetchval('slowname', 'SELECT 1')");
+like($err, qr/ERROR:  08001: could not connect to netrun_pool connection "slowname"\nDETAIL:  Its host name was not resolved within acquire_timeout_ms of 1000 ms\.\nHINT:  Check the DNS servers of \/etc\/resolv.conf or netrun_pool.dns_servers\./,
+	'a caller timed out while the name is being resolved hears why, and what to check');
+$local->safe_psql('postgres', "SELECT netrun_pool.unregister('slowname')");
+
 # --- a name that does not exist ---------------------------------------------
 # Another DNS server, answering at once (dns_servers is reloadable).
 $dns->signal('TERM');
@@ -121,7 +133,7 @@ SELECT pg_reload_conf();
 SELECT netrun_pool.register('nxname', 'host=nosuch.netrun.test port=$rport dbname=postgres',
        password_required => false, tenant_guard => 'off', acquire_timeout_ms => 60000);
 });
-my ($rc, $out, $err) = $local->psql('postgres',
+($rc, $out, $err) = $local->psql('postgres',
 	"\\set VERBOSITY verbose\nSELECT netrun_pool.fetchval('nxname', 'SELECT 1')");
 like($err, qr/ERROR:  08001: could not connect to netrun_pool connection "nxname"/,
 	'a name that does not resolve fails its caller with 08001 ...');
